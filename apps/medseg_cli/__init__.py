@@ -1,0 +1,1 @@
+"""The `medseg` command line: thin subcommands over the library."""
