@@ -7,10 +7,11 @@ YAML is always read with ``yaml.safe_load``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -45,14 +46,20 @@ class NetworkConfig:
     """A network chosen by name from ``medseg.networks`` and its hyperparameters.
 
     Attributes:
-        name: registry name, e.g. ``"unet"`` or ``"deepmedic"``.
+        name: registry name (``medseg.networks.available_networks()``): ``"unet"``, ``"dynunet"``, ``"deepmedic"``.
         in_channels: input channels (modalities); output channels = number of labels incl. background.
         out_channels: classes including background.
-        channels: feature maps per level (UNet) or per normal-pathway layer (DeepMedic).
-        strides: down-sampling strides between UNet levels.
-        num_res_units: residual units per UNet block (0 = plain conv blocks).
-        norm: ``"batch"``, ``"instance"`` or ``"group"``.
-        dropout: dropout probability.
+        channels: feature maps per level (UNet, DynUNet).
+        strides: down-sampling strides between UNet levels (one fewer than ``channels``).
+        num_res_units: residual units per UNet block (0 = plain conv blocks; DynUNet: > 0 = residual blocks).
+        norm: ``"batch"``, ``"instance"`` or ``"group"`` (UNet, DynUNet; DeepMedic always uses batch norm).
+        dropout: dropout probability (UNet, DynUNet: every block; DeepMedic: inputs of its last two 1x1x1 layers).
+        patch_size: training input patch in voxels per axis; empty = the network's default.
+        window_size: sliding-window output window in voxels per axis; empty = the network's default.
+        deepmedic_channels: feature maps of each 3x3x3 layer of both DeepMedic pathways.
+        deepmedic_fc_channels: feature maps of DeepMedic's hidden 1x1x1 layers before the classifier.
+        deepmedic_residual_layers: 1-based layers whose output adds the output of the layer two before.
+        deepmedic_downsample: down-sampling factor of DeepMedic's low-resolution pathway.
     """
 
     name: str = "unet"
@@ -63,6 +70,12 @@ class NetworkConfig:
     num_res_units: int = 2
     norm: str = "instance"
     dropout: float = 0.0
+    patch_size: tuple[int, ...] = ()
+    window_size: tuple[int, ...] = ()
+    deepmedic_channels: tuple[int, ...] = (30, 30, 40, 40, 40, 40, 50, 50)
+    deepmedic_fc_channels: tuple[int, ...] = (150, 150)
+    deepmedic_residual_layers: tuple[int, ...] = (4, 6, 8)
+    deepmedic_downsample: int = 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,204 @@ class LossConfig:
     name: str = "dice_ce"
     include_background: bool = False
     class_weights: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Patient-level train/validation/test split.
+
+    Attributes:
+        val_fraction: share of patients for validation (model selection, early stopping).
+        test_fraction: share of patients held out; never seen by training or model selection.
+        seed: seed of the patient shuffle (the same seed and datalist give the same split).
+        split_file: a split JSON to reuse instead (relative to the config file unless absolute).
+    """
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    split_file: str = ""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random spatial and intensity augmentation applied to training patches.
+
+    Attributes:
+        enabled: switch all augmentation off with ``false``.
+        prob: probability of each random transform.
+        rotate_deg: maximum rotation about each axis, degrees.
+        scale: maximum relative zoom (0.1 = 0.9..1.1).
+        flip: random flips along each spatial axis.
+        noise_std: standard deviation of added Gaussian noise (after normalisation).
+        intensity_scale: maximum relative intensity scaling.
+        intensity_shift: maximum intensity offset (after normalisation).
+        gamma: (low, high) range of the contrast gamma; empty = off.
+    """
+
+    enabled: bool = True
+    prob: float = 0.2
+    rotate_deg: float = 15.0
+    scale: float = 0.1
+    flip: bool = True
+    noise_std: float = 0.05
+    intensity_scale: float = 0.1
+    intensity_shift: float = 0.1
+    gamma: tuple[float, ...] = (0.7, 1.5)
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """Deterministic preprocessing shared by training, validation and inference.
+
+    Attributes:
+        orientation: axis codes every volume is turned to (``""`` = keep the source's).
+        spacing: target voxel size in mm along i, j, k (empty = keep the source's).
+        normalize: ``"zscore"`` (per channel, over non-zero voxels), ``"range"`` (clip
+            ``intensity_range`` to 0..1, e.g. CT in HU) or ``"none"``.
+        intensity_range: (low, high) for ``"range"``.
+        augment: training-only augmentation.
+    """
+
+    orientation: str = "RAS"
+    spacing: tuple[float, ...] = ()
+    normalize: Literal["zscore", "range", "none"] = "zscore"
+    intensity_range: tuple[float, float] = (-1000.0, 1000.0)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How training patches are drawn from each case (their size is ``network.patch_size``).
+
+    Attributes:
+        name: ``"pos_neg"`` (RandCropByPosNegLabeld with ``pos``/``neg``), ``"class_ratios"``
+            (RandCropByLabelClassesd with ``class_ratios``) or ``"deepmedic"`` (segment
+            centres 50/50 on foreground and background).
+        samples_per_case: patches drawn from a case each time it is loaded.
+        pos: weight of foreground-centred patches (``pos_neg``).
+        neg: weight of background-centred patches (``pos_neg``).
+        class_ratios: per-class weights incl. background (``class_ratios``; empty = equal).
+    """
+
+    name: Literal["pos_neg", "class_ratios", "deepmedic"] = "pos_neg"
+    samples_per_case: int = 2
+    pos: float = 1.0
+    neg: float = 1.0
+    class_ratios: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimiser by name.
+
+    Attributes:
+        name: ``"adamw"`` (default), ``"adam"`` or ``"sgd"`` (with Nesterov momentum).
+        lr: peak learning rate (reached after the warm-up).
+        weight_decay: L2 / decoupled weight decay.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD.
+    """
+
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.99
+    nesterov: bool = True
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule, stepped once per iteration.
+
+    Attributes:
+        name: ``"cosine"``, ``"poly"`` or ``"constant"`` decay after the warm-up.
+        warmup_iterations: iterations of linear warm-up from ``lr / warmup_iterations`` to ``lr``.
+        poly_power: exponent of the poly decay.
+        min_lr_factor: the decay ends at ``lr * min_lr_factor``.
+    """
+
+    name: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_iterations: int = 0
+    poly_power: float = 0.9
+    min_lr_factor: float = 0.0
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Transfer learning from an earlier checkpoint.
+
+    Attributes:
+        init_from: checkpoint whose weights are copied where name and shape match ("" = none).
+        freeze_encoder: keep the encoder (down path / feature pathways) fixed.
+        lr_factor: multiply the learning rate by this when ``init_from`` is set.
+    """
+
+    init_from: str = ""
+    freeze_encoder: bool = False
+    lr_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop's behaviour.
+
+    Attributes:
+        max_epochs: epochs to train (one epoch = one pass over the training cases).
+        batch_size: cases per batch (each gives ``sampling.samples_per_case`` patches).
+        val_every: validate every this many epochs (and after the last).
+        patience: stop after this many epochs without a better validation Dice (0 = never).
+        min_delta: the smallest Dice gain that counts as better.
+        grad_clip_norm: clip the gradient norm to this (0 = off).
+        max_loss: a loss above this counts as exploding and stops the run.
+        amp: mixed precision when CUDA is used.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        num_workers: data-loader worker processes.
+        cache: ``"memory"`` (CacheDataset), ``"disk"`` (PersistentDataset in ``data.cache_dir``) or ``"none"``.
+        sw_overlap: sliding-window overlap in validation.
+        sw_batch_size: windows per forward pass in validation.
+        progress: show a progress bar.
+        optimizer: optimiser settings.
+        schedule: learning-rate schedule.
+        finetune: transfer learning.
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 2
+    val_every: int = 1
+    patience: int = 0
+    min_delta: float = 0.0
+    grad_clip_norm: float = 12.0
+    max_loss: float = 1.0e4
+    amp: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = 0
+    cache: Literal["memory", "disk", "none"] = "memory"
+    sw_overlap: float = 0.25
+    sw_batch_size: int = 2
+    progress: bool = True
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run needs; written resolved into the run folder.
+
+    Relative paths (``data.dataset_json``, ``data.cache_dir``, ``split.split_file``,
+    ``train.finetune.init_from``) are relative to the config file's folder; see
+    ``load_experiment``.
+    """
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -198,3 +409,71 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+
+
+# Keys of ExperimentConfig that hold paths; relative ones are taken from the config file's folder.
+_PATH_KEYS = (("data", "dataset_json"), ("data", "cache_dir"), ("split", "split_file"),
+              ("train", "finetune", "init_from"))
+
+
+def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """A copy of ``data`` with ``key.sub=value`` overrides; values are parsed as YAML scalars/lists.
+
+    Raises:
+        ConfigError: an override without ``=`` or a key path through a non-mapping.
+    """
+    result = copy.deepcopy(data)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{override}': expected key=value, e.g. train.max_epochs=10")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override '{override}': '{where}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Read an experiment YAML, apply ``--set`` overrides and make relative paths absolute.
+
+    Relative paths in the file are taken from the folder holding the file (so presets in
+    ``models/presets/`` can say ``../../data/brain-tissue/dataset.json``); paths given as
+    overrides are taken from the current directory.
+
+    Raises:
+        ConfigError: unreadable file, unknown key or wrong value, naming the key.
+    """
+    path = Path(path)
+    data = load_yaml(path)
+    base = path.resolve().parent
+    data = _absolute_paths(data, base)
+    data = apply_overrides(data, overrides)
+    data = _absolute_paths(data, Path.cwd())
+    try:
+        return load_config(ExperimentConfig, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of ``data`` whose relative path values (see ``_PATH_KEYS``) are joined to ``base``."""
+    result = copy.deepcopy(data)
+    for keys in _PATH_KEYS:
+        node = result
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str) and node[keys[-1]]:
+            value = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(value if value.is_absolute() else (base / value).resolve())
+    return result

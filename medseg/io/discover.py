@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.io.dicom import read_enhanced_dicom
+from medseg.io.dicom_checks import check_series_files
+from medseg.io.dicom_headers import read_dicom_header
+from medseg.io.nifti import nifti_grid
+from medseg.io.sitk_image import sitk_grid
+from medseg.types import orientation_codes, spacing_from_affine
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +54,8 @@ class ScanSource:
 
     Attributes:
         path: the image file, or for a DICOM series the folder holding its files.
-        kind: ``"dicom-series"``, ``"dicom-enhanced"``, ``"nifti"``, ``"nrrd"`` or ``"mha"``.
+        kind: ``"dicom-series"``, ``"dicom-enhanced"``, ``"nifti"``, ``"nrrd"``, ``"mha"``, or
+            ``"dicom-file"`` for a file whose DICOM header is damaged (always with a problem).
         files: the DICOM files of the series (empty for other kinds).
         modality: DICOM Modality or ``""``.
         description: SeriesDescription, or the file name for image files.
@@ -150,14 +157,10 @@ def _walk(root: Path) -> list[Path]:
 
 def _image_file_source(path: Path, kind: str) -> ScanSource:
     """Header facts of a NIfTI/NRRD/MHA file; a bad header becomes the source's problem."""
-    from medseg.io.read import read_header_geometry
-
     try:
-        shape, affine = read_header_geometry(path)
+        shape, affine = nifti_grid(path) if kind == "nifti" else sitk_grid(path)
     except InputError as error:
         return ScanSource(path=path, kind=kind, description=path.name, problem=error.reason)
-    from medseg.types import orientation_codes, spacing_from_affine
-
     return ScanSource(
         path=path,
         kind=kind,
@@ -170,9 +173,10 @@ def _image_file_source(path: Path, kind: str) -> ScanSource:
 
 def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
     """A skipped file, an enhanced multi-frame source, or the header of a series member."""
-    from medseg.io.dicom import read_dicom_header, read_enhanced_dicom
-
-    header = read_dicom_header(path)
+    try:
+        header = read_dicom_header(path)
+    except InputError as error:
+        return ScanSource(path=path, kind="dicom-file", description=path.name, problem=error.reason)
     if header is None:
         return SkippedFile(path, "not a DICOM file or a known image format")
     if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in header:
@@ -212,27 +216,27 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
 
 def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanSource:
     """Summarise one series from its headers; a failed check becomes the source's problem."""
-    from medseg.io.dicom_checks import summarize_series
-
-    files = tuple(sorted(path for path, _ in members))
+    members = sorted(members, key=lambda member: member[0])
+    files = tuple(path for path, _ in members)
     first = members[0][1]
     folders = {path.parent for path in files}
     folder = folders.pop() if len(folders) == 1 else Path(os.path.commonpath([str(p) for p in files]))
     base = dict(
         path=folder,
         kind="dicom-series",
-        files=files,
         modality=str(first.get("Modality", "")),
         description=str(first.get("SeriesDescription", "")),
         series_uid=series_uid,
     )
     try:
-        summary = summarize_series([header for _, header in members], files)
+        checked = check_series_files(folder, files, [header for _, header in members])
     except InputError as error:
-        return ScanSource(**base, shape=(), problem=error.reason)
+        return ScanSource(**base, problem=error.reason)
+    affine = checked.geometry.affine
     return ScanSource(
         **base,
-        shape=tuple(summary.shape),
-        spacing=tuple(summary.spacing),
-        orientation=summary.orientation,
+        files=checked.files,
+        shape=tuple(checked.geometry.shape),
+        spacing=spacing_from_affine(affine),
+        orientation=orientation_codes(affine),
     )

@@ -1,0 +1,62 @@
+"""`medseg train`: start a run from a config, or resume one.
+
+    medseg train --config FILE --out RUN_DIR [--set key=value ...] [--max-epochs N] [--init-from CKPT]
+    medseg train --resume RUN_DIR [--max-epochs N]
+
+Multi-process: ``torchrun --nproc_per_node N -m medseg train ...`` (same arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a segmentation network from a config (or resume a run)",
+        description="Train on a Decathlon data set. The run folder gets the resolved config, seed, "
+        "package versions, patient split, CSV log, plots and checkpoints (last.pt, best.pt). "
+        "Relative paths in the config file are relative to the file's folder.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="experiment YAML (e.g. models/presets/brain-tissue-unet.yaml)")
+    source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--out", type=Path, help="run folder to create (with --config)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.max_epochs=5 (repeatable)")
+    parser.add_argument("--max-epochs", type=int, help="total epochs (overrides train.max_epochs)")
+    parser.add_argument("--init-from", type=Path, metavar="CKPT",
+                        help="copy matching weights from a checkpoint (transfer learning)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print where the run is and how it ended."""
+    from medseg.config import load_experiment
+    from medseg.errors import ConfigError
+    from medseg.training.loop import resume, train
+
+    if args.resume is not None:
+        if args.out or args.set or args.init_from:
+            raise ConfigError("--resume takes only --max-epochs; the run's own config.yaml is used")
+        result = resume(args.resume, max_epochs=args.max_epochs)
+    else:
+        if args.out is None:
+            raise ConfigError("--out RUN_DIR is required with --config")
+        overrides = list(args.set)
+        if args.max_epochs is not None:
+            overrides.append(f"train.max_epochs={args.max_epochs}")
+        if args.init_from is not None:
+            overrides.append(f"train.finetune.init_from={args.init_from.resolve()}")
+        config = load_experiment(args.config, overrides)
+        result = train(config, args.out)
+    dice = "n/a" if math.isnan(result.best_dice) else f"{result.best_dice:.4f}"
+    print(
+        f"run {result.run_dir}: {result.epochs} epochs ({result.stop_reason}), best validation Dice {dice} "
+        f"at epoch {result.best_epoch}, {result.seconds_per_iteration:.3f} s/iteration"
+    )
+    return 0

@@ -1,0 +1,300 @@
+"""DICOM headers without pixels: sniffing, reading, and the per-slice geometry facts.
+
+The header pass reads every file with ``stop_before_pixels=True``; the facts each
+check and the affine need are gathered into one ``SliceHeader`` per slice (one per
+file for a classic series, one per frame for an enhanced multi-frame object).
+Malformed geometry values raise ``InputError`` here, naming the file and tag.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medseg.errors import InputError
+
+# ImageOrientationPatient cosines must have length 1 and be orthogonal to this tolerance.
+UNIT_TOLERANCE = 1e-3
+ORTHOGONALITY_TOLERANCE = 1e-3
+
+# What pydicom may raise on bytes that are not (valid) DICOM; listed so nothing else is swallowed.
+PARSE_ERRORS = (
+    InvalidDicomError,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    OverflowError,
+    MemoryError,
+    NotImplementedError,
+    struct.error,
+)
+
+# Tags whose values tell apart images acquired at the same place (echoes, time points...).
+ACQUISITION_KEYWORDS = (
+    "EchoTime",
+    "EchoNumbers",
+    "TemporalPositionIdentifier",
+    "AcquisitionNumber",
+    "TriggerTime",
+    "DiffusionBValue",
+)
+
+GEOMETRY_HINT = (
+    "the slices lack valid patient geometry (ImagePositionPatient, ImageOrientationPatient, "
+    "PixelSpacing); export the original series again from the scanner or PACS"
+)
+
+
+def dicom_prefix(path: Path) -> str | None:
+    """How a file starts: ``"part10"`` (128-byte preamble + ``DICM``), ``"raw"``
+    (no preamble, first tag in group 0002 or 0008), or None (not DICOM)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return None
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "part10"
+    if len(head) >= 8:
+        little, big = struct.unpack("<H", head[:2])[0], struct.unpack(">H", head[:2])[0]
+        if little in (0x0002, 0x0008) or big in (0x0002, 0x0008):
+            return "raw"
+    return None
+
+
+def read_dicom_header(path: str | Path) -> Dataset | None:
+    """The header of a DICOM file, without pixel data; None when it is not DICOM.
+
+    A part-10 file (preamble + ``DICM``) is read with ``force=False``; a file with
+    no preamble is read with ``force=True`` only when its first tag is in group
+    0002 or 0008 (as older writers produce), and kept only if it parses.
+
+    Raises:
+        InputError: the file says it is DICOM (``DICM`` prefix) but its header is corrupt or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    kind = dicom_prefix(path)
+    if kind is None:
+        return None
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=kind == "raw")
+    except PARSE_ERRORS as error:
+        if kind == "raw":
+            return None
+        raise InputError(
+            path, f"DICOM header cannot be parsed ({type(error).__name__}: {error})",
+            "the file is damaged or truncated; copy it again from the source",
+        ) from error
+    if len(dataset) == 0:
+        if kind == "raw":
+            return None
+        raise InputError(path, "DICOM file holds no data elements after its file meta (truncated or empty)",
+                         "the file is damaged or truncated; copy it again from the source")
+    return dataset
+
+
+@dataclass(frozen=True, eq=False)
+class SliceHeader:
+    """Geometry and acquisition facts of one slice (a file, or a frame of one).
+
+    Attributes:
+        source: the file, plus ``" [frame n]"`` (1-based) for a frame of a multi-frame object.
+        position: shape (3,), ImagePositionPatient (LPS mm) of the first transmitted pixel.
+        row_cosine: shape (3,), unit LPS direction along a row.
+        column_cosine: shape (3,), unit LPS direction down a column.
+        pixel_spacing: (row spacing, column spacing) in mm (DICOM order).
+        rows: number of rows.
+        columns: number of columns.
+        slice_thickness: SliceThickness in mm, or None when absent or empty.
+        spacing_between_slices: SpacingBetweenSlices in mm, or None.
+        gantry_tilt: GantryDetectorTilt in degrees (0 when absent).
+        instance_number: InstanceNumber, or the frame number for frames.
+        acquisition: values (as text) of tags that separate echoes, time points, acquisitions.
+    """
+
+    source: str
+    position: np.ndarray
+    row_cosine: np.ndarray
+    column_cosine: np.ndarray
+    pixel_spacing: tuple[float, float]
+    rows: int
+    columns: int
+    slice_thickness: float | None = None
+    spacing_between_slices: float | None = None
+    gantry_tilt: float = 0.0
+    instance_number: int | None = None
+    acquisition: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def normal(self) -> np.ndarray:
+        """shape (3,), cross(row_cosine, column_cosine)."""
+        return np.cross(self.row_cosine, self.column_cosine)
+
+
+def _numbers(where: str, item: Dataset | None, keyword: str, count: int) -> np.ndarray:
+    """``count`` finite numbers from a multi-valued tag, or InputError saying what is wrong."""
+    if item is None or keyword not in item or item[keyword].value in (None, "", []):
+        raise InputError(where, f"{keyword} is missing", GEOMETRY_HINT)
+    raw = item[keyword].value
+    values = list(raw) if isinstance(raw, (list, tuple, pydicom.multival.MultiValue)) else [raw]
+    try:
+        numbers = np.array([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError) as error:
+        raise InputError(where, f"{keyword} holds a non-numeric value {values!r}", GEOMETRY_HINT) from error
+    if numbers.size != count:
+        raise InputError(where, f"{keyword} has {numbers.size} values, expected {count}", GEOMETRY_HINT)
+    if not np.all(np.isfinite(numbers)):
+        raise InputError(where, f"{keyword} holds a non-finite value {values!r}", GEOMETRY_HINT)
+    return numbers
+
+
+def _optional_float(item: Dataset | None, keyword: str) -> float | None:
+    """A single number, or None when the tag is absent, empty or not a number."""
+    if item is None or keyword not in item:
+        return None
+    value = item[keyword].value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _cosines(where: str, item: Dataset | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column unit vectors from ImageOrientationPatient, checked and normalised."""
+    values = _numbers(where, item, "ImageOrientationPatient", 6)
+    row, column = values[:3], values[3:]
+    for name, vector in (("row", row), ("column", column)):
+        length = float(np.linalg.norm(vector))
+        if abs(length - 1.0) > UNIT_TOLERANCE:
+            raise InputError(
+                where, f"ImageOrientationPatient {name} direction has length {length:.4f}, not 1", GEOMETRY_HINT
+            )
+    row, column = row / np.linalg.norm(row), column / np.linalg.norm(column)
+    dot = float(row @ column)
+    if abs(dot) > ORTHOGONALITY_TOLERANCE:
+        raise InputError(
+            where,
+            f"ImageOrientationPatient row and column directions are not orthogonal (cosine {dot:.4f})",
+            GEOMETRY_HINT,
+        )
+    return row, column
+
+
+def _spacing(where: str, item: Dataset | None) -> tuple[float, float]:
+    values = _numbers(where, item, "PixelSpacing", 2)
+    if np.any(values <= 0):
+        raise InputError(where, f"PixelSpacing must be positive, got {values.tolist()}", GEOMETRY_HINT)
+    return float(values[0]), float(values[1])
+
+
+def _size(where: str, dataset: Dataset) -> tuple[int, int]:
+    rows, columns = dataset.get("Rows"), dataset.get("Columns")
+    if not rows or not columns:
+        raise InputError(where, "Rows/Columns are missing or zero: no image in this object",
+                         "give the folder of an image series (CT or MR)")
+    return int(rows), int(columns)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
+    """The SliceHeader of a single-frame image file (header read without pixels)."""
+    where = str(path)
+    rows, columns = _size(where, dataset)
+    row_cosine, column_cosine = _cosines(where, dataset)
+    number = dataset.get("InstanceNumber")
+    acquisition = {k: _text(dataset[k].value) for k in ACQUISITION_KEYWORDS if k in dataset and dataset[k].value != ""}
+    return SliceHeader(
+        source=where,
+        position=_numbers(where, dataset, "ImagePositionPatient", 3),
+        row_cosine=row_cosine,
+        column_cosine=column_cosine,
+        pixel_spacing=_spacing(where, dataset),
+        rows=rows,
+        columns=columns,
+        slice_thickness=_optional_float(dataset, "SliceThickness"),
+        spacing_between_slices=_optional_float(dataset, "SpacingBetweenSlices"),
+        gantry_tilt=_optional_float(dataset, "GantryDetectorTilt") or 0.0,
+        instance_number=int(number) if number not in (None, "") else None,
+        acquisition=acquisition,
+    )
+
+
+def functional_group(dataset: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """The first item of functional-group sequence ``keyword`` for ``frame`` (0-based):
+    from PerFrameFunctionalGroupsSequence if there, else SharedFunctionalGroupsSequence."""
+    for container, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        groups = dataset.get(container)
+        if groups is not None and len(groups) > index and keyword in groups[index]:
+            sequence = groups[index][keyword].value
+            if sequence:
+                return sequence[0]
+    return None
+
+
+def frame_headers(path: Path, dataset: Dataset) -> list[SliceHeader]:
+    """One SliceHeader per frame of an enhanced multi-frame image (Enhanced CT/MR...)."""
+    n_frames = int(dataset.get("NumberOfFrames") or 1)
+    rows, columns = _size(str(path), dataset)
+    if "PerFrameFunctionalGroupsSequence" not in dataset:
+        raise InputError(path, "multi-frame object without PerFrameFunctionalGroupsSequence", GEOMETRY_HINT)
+    if len(dataset.PerFrameFunctionalGroupsSequence) != n_frames:
+        raise InputError(
+            path,
+            f"PerFrameFunctionalGroupsSequence has {len(dataset.PerFrameFunctionalGroupsSequence)} items "
+            f"for {n_frames} frames",
+            "the file is inconsistent; export it again",
+        )
+    headers = []
+    for frame in range(n_frames):
+        where = f"{path} [frame {frame + 1}]"
+        position = _numbers(where, functional_group(dataset, frame, "PlanePositionSequence"), "ImagePositionPatient", 3)
+        row_cosine, column_cosine = _cosines(where, functional_group(dataset, frame, "PlaneOrientationSequence"))
+        measures = functional_group(dataset, frame, "PixelMeasuresSequence")
+        content = functional_group(dataset, frame, "FrameContentSequence")
+        acquisition = {}
+        for keyword, group, tag in (
+            ("TemporalPositionIndex", content, "TemporalPositionIndex"),
+            ("StackID", content, "StackID"),
+            ("FrameAcquisitionNumber", content, "FrameAcquisitionNumber"),
+            ("EffectiveEchoTime", functional_group(dataset, frame, "MREchoSequence"), "EffectiveEchoTime"),
+            ("DiffusionBValue", functional_group(dataset, frame, "MRDiffusionSequence"), "DiffusionBValue"),
+            ("NominalCardiacTriggerDelayTime", functional_group(dataset, frame, "CardiacSynchronizationSequence"),
+             "NominalCardiacTriggerDelayTime"),
+        ):
+            if group is not None and tag in group and group[tag].value not in (None, ""):
+                acquisition[keyword] = _text(group[tag].value)
+        headers.append(
+            SliceHeader(
+                source=where,
+                position=position,
+                row_cosine=row_cosine,
+                column_cosine=column_cosine,
+                pixel_spacing=_spacing(where, measures),
+                rows=rows,
+                columns=columns,
+                slice_thickness=_optional_float(measures, "SliceThickness"),
+                spacing_between_slices=_optional_float(measures, "SpacingBetweenSlices"),
+                gantry_tilt=_optional_float(dataset, "GantryDetectorTilt") or 0.0,
+                instance_number=frame + 1,
+                acquisition=acquisition,
+            )
+        )
+    return headers

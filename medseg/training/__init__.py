@@ -1,0 +1,3 @@
+"""Training: one loop whose behaviour is set by config (losses, optimiser, schedule, checkpoints, logs)."""
+
+from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The run folder: resolved config, seed and package versions, the split, and where things go.
+
+Layout::
+
+    RUN/config.yaml         the resolved ExperimentConfig (absolute paths); ``--resume`` reads it
+    RUN/run.json            seed, package versions, device and world size of each start
+    RUN/split.json          the patient-level split (``medseg.data.splits``)
+    RUN/log.csv             one row per epoch; RUN/plots/{loss,dice}.png; RUN/tensorboard/ if installed
+    RUN/checkpoints/last.pt, RUN/checkpoints/best.pt
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medseg.config import ExperimentConfig, config_to_dict, load_config, load_yaml
+from medseg.errors import ConfigError
+from medseg.io.atomic import atomic_write_text
+
+PACKAGES = ("medseg", "torch", "monai", "numpy", "nibabel", "pydicom", "SimpleITK", "scipy")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of one run folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on ("" when not installed)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = ""
+    if not versions["medseg"]:
+        from medseg import __version__  # running from a source tree that is not pip-installed
+
+        versions["medseg"] = __version__
+    return versions
+
+
+def write_config(config: ExperimentConfig, paths: RunPaths) -> None:
+    """Write the resolved config as YAML."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    atomic_write_text(paths.config, text)
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The config a run was started with (``RUN/config.yaml``).
+
+    Raises:
+        ConfigError: the folder holds no run, or its config no longer loads.
+    """
+    paths = RunPaths(Path(run_dir))
+    if not paths.config.is_file():
+        raise ConfigError(f"{paths.root}: not a run folder (no config.yaml); start one with `medseg train --config FILE --out RUN`")
+    try:
+        return load_config(ExperimentConfig, load_yaml(paths.config))
+    except ConfigError as error:
+        raise ConfigError(f"{paths.config}: {error}") from None
+
+
+def record_start(paths: RunPaths, config: ExperimentConfig, **facts: Any) -> None:
+    """Add this start (time, epoch, device, world size...) to ``run.json``; versions and seed on top."""
+    info: dict[str, Any] = {}
+    if paths.info.is_file():
+        info = json.loads(paths.info.read_text(encoding="utf-8"))
+    info.setdefault("seed", config.seed)
+    info["versions"] = package_versions()
+    info.setdefault("starts", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts})
+    atomic_write_text(paths.info, json.dumps(info, indent=2) + "\n")

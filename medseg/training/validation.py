@@ -1,0 +1,87 @@
+"""Validation: sliding-window inference over whole volumes, mean Dice per class, and the
+majority-class baseline (background everywhere) on the same cases."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from monai.inferers import sliding_window_inference
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+from torch import nn
+
+from medseg.networks import NetworkGeometry, valid_sliding_window_inference
+
+
+def predict_volume(
+    model: nn.Module, image: torch.Tensor, geometry: NetworkGeometry, overlap: float, sw_batch_size: int
+) -> torch.Tensor:
+    """Logits (B, K, I, J, K) for a whole volume (B, C, I, J, K) by sliding windows.
+
+    Same-size networks use MONAI's ``sliding_window_inference`` (which pads volumes smaller
+    than a window); valid-convolution networks (margin > 0) use the networks package's
+    ``valid_sliding_window_inference``, which gives each window its real context.
+    """
+    if geometry.margin == 0:
+        return sliding_window_inference(
+            image, roi_size=geometry.infer_window, sw_batch_size=sw_batch_size, predictor=model,
+            overlap=overlap, mode="gaussian",
+        )
+    return valid_sliding_window_inference(
+        image, model, geometry.infer_window, geometry.margin, align=geometry.align,
+        overlap=overlap, sw_batch_size=sw_batch_size,
+    )
+
+
+def validate(
+    model: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    geometry: NetworkGeometry,
+    loss_function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    class_names: Sequence[str],
+    device: torch.device,
+    overlap: float = 0.25,
+    sw_batch_size: int = 2,
+    autocast: bool = False,
+) -> dict[str, float]:
+    """Validation loss, Dice per foreground class and the background-only baseline's Dice.
+
+    Args:
+        model: the network (eval mode is set here and not restored).
+        batches: dicts with ``image`` (1, C, I, J, K) and ``label`` (1, 1, I, J, K).
+        class_names: names of classes 0..K-1 (background first).
+
+    Returns:
+        ``val_loss``, ``val_dice_<class>`` and ``baseline_dice_<class>`` per foreground class,
+        and their means ``val_dice_mean`` / ``baseline_dice_mean``. A class absent from every
+        validation label gives NaN (MONAI's ``ignore_empty``).
+    """
+    classes = len(class_names)
+    model_metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+    baseline_metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+    losses: list[float] = []
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            image = batch["image"].to(device)
+            label = batch["label"].to(device)
+            with torch.autocast(device_type=device.type, enabled=autocast):
+                logits = predict_volume(model, image, geometry, overlap, sw_batch_size)
+            logits = logits.float()
+            losses.append(float(loss_function(logits, label)))
+            truth = one_hot(label.long(), num_classes=classes)
+            prediction = one_hot(logits.argmax(dim=1, keepdim=True), num_classes=classes)
+            background = one_hot(torch.zeros_like(label, dtype=torch.long), num_classes=classes)
+            model_metric(y_pred=prediction, y=truth)
+            baseline_metric(y_pred=background, y=truth)
+    result = {"val_loss": sum(losses) / len(losses) if losses else math.nan}
+    for prefix, metric in (("val_dice", model_metric), ("baseline_dice", baseline_metric)):
+        values = metric.aggregate().detach().cpu().tolist() if losses else [math.nan] * (classes - 1)
+        for name, value in zip(class_names[1:], values):
+            result[f"{prefix}_{name}"] = float(value)
+        finite = [v for v in values if math.isfinite(v)]
+        result[f"{prefix}_mean"] = sum(finite) / len(finite) if finite else math.nan
+    return result

@@ -1,0 +1,91 @@
+"""DeepMedic: size relation, residual connections, receptive field, and a bounded overfit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from medseg.config import NetworkConfig
+from medseg.errors import ConfigError
+from medseg.networks import build_network
+from medseg.networks.deepmedic import DeepMedic, _add_residual
+
+TINY = NetworkConfig(name="deepmedic", deepmedic_channels=(3,) * 8, deepmedic_fc_channels=(4, 4))
+
+
+@pytest.fixture
+def tiny() -> DeepMedic:
+    torch.manual_seed(0)
+    return build_network(TINY).eval()
+
+
+@pytest.mark.parametrize(("segment", "output"), [(25, 9), (45, 29), (17, 1), (26, 10), (27, 11)])
+def test_output_is_the_normal_segment_minus_16(tiny: DeepMedic, segment: int, output: int) -> None:
+    # The input tensor carries the normal segment plus 16 voxels of low-resolution context per side.
+    size = segment + 32
+    with torch.no_grad():
+        out = tiny(torch.zeros(1, 1, size, size, size))
+    assert out.shape == (1, 2, output, output, output)
+    assert tiny.output_size((size, size + 1, size + 2)) == (output, output + 1, output + 2)
+
+
+def test_default_network_trains_on_57_cubes_with_9_cube_outputs() -> None:
+    network = build_network(NetworkConfig(name="deepmedic", out_channels=3))
+    assert network.margin == 24
+    with torch.no_grad():
+        assert network.eval()(torch.zeros(1, 1, 57, 57, 57)).shape == (1, 3, 9, 9, 9)
+    convs = [m.out_channels for m in network.normal.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs == [30, 30, 40, 40, 40, 40, 50, 50]
+    head = [m.out_channels for m in network.head.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert head == [150, 150, 3]
+
+
+def test_too_small_input_raises_a_clear_error(tiny: DeepMedic) -> None:
+    with pytest.raises(ConfigError, match="at least 49 voxels"):
+        tiny(torch.zeros(1, 1, 48, 57, 57))
+
+
+def test_residual_is_cropped_and_zero_padded_in_channels() -> None:
+    out = torch.ones(1, 3, 2, 2, 2)
+    earlier = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 4, 4, 4)
+    summed = _add_residual(out, earlier)
+    assert torch.equal(summed[:, :2], 1 + earlier[:, :, 1:3, 1:3, 1:3])
+    assert torch.equal(summed[:, 2], out[:, 2])
+    # More earlier channels than output channels: the extra ones are dropped.
+    assert torch.equal(_add_residual(torch.zeros(1, 1, 2, 2, 2), earlier), earlier[:, :1, 1:3, 1:3, 1:3])
+
+
+def _support(gradient: torch.Tensor, axis: int) -> tuple[int, int]:
+    """First and last input index along ``axis`` (0..2) where ``gradient`` (X, Y, Z) is non-zero."""
+    others = tuple(a for a in range(3) if a != axis)
+    hits = gradient.abs().sum(others).nonzero().flatten()
+    return int(hits.min()), int(hits.max())
+
+
+@pytest.mark.parametrize("v", [0, 1, 2, 3, 8])
+def test_receptive_field_is_51_voxels_on_the_pooling_grid(tiny: DeepMedic, v: int) -> None:
+    network = tiny.double()
+    x = torch.randn(1, 1, 57, 57, 57, dtype=torch.float64, requires_grad=True)
+    network(x)[0, 1, v, 4, 4].backward()
+    # Output v sits on input v + 24; the low-resolution field covers 17 pooling blocks of 3 voxels.
+    assert _support(x.grad[0, 0], 0) == (3 * (v // 3), 3 * (v // 3) + 50)
+    assert _support(x.grad[0, 0], 1) == (3, 53)
+
+
+def test_normal_pathway_receptive_field_is_17_voxels(tiny: DeepMedic) -> None:
+    x = torch.randn(1, 1, 25, 25, 25, requires_grad=True)
+    tiny.normal(x)[0, 0, 4, 4, 4].backward()
+    assert [_support(x.grad[0, 0], axis) for axis in range(3)] == [(4, 20)] * 3
+
+
+def test_overfits_one_sphere(
+    make_sphere: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    overfit_run: Callable[..., tuple[float, int]],
+) -> None:
+    # A 66^3 input (normal segment 34^3) gives 18^3 outputs around a sphere of radius 6.
+    image, labels = make_sphere(size=66, radius=6)
+    network = build_network(NetworkConfig(name="deepmedic", deepmedic_channels=(4,) * 8, deepmedic_fc_channels=(8, 8)))
+    dice, steps = overfit_run(network, image, labels[..., 24:-24, 24:-24, 24:-24], max_steps=80)
+    assert dice > 0.9, f"Dice {dice:.3f} after {steps} steps"
