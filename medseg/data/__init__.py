@@ -7,4 +7,6 @@ Modules:
     brain_sample    synthetic brain-tissue subjects made from the template
     ct_phantom      synthetic CT-like abdominal phantoms (Hounsfield units)
     sample_build    ``build_sample(definition, out_dir)``: the whole data set, idempotent
+    splits          patient-level train / validation / test splits
+    datasets        MONAI datasets with caching
 """

@@ -2,8 +2,8 @@
 
 Per subject (random parameters drawn first from one seed, then applied):
 anatomy — rotation, scaling, shift and elastic deformation (MONAI ``Rand3DElasticd``, one
-resampling; labels nearest-neighbour); acquisition — voxel size and axis order (partial-volume
-blur then MONAI ``Spacingd``/``Orientationd``), contrast (gamma), bias field, noise, and the
+resampling; labels nearest-neighbour); acquisition — axis order and voxel size (MONAI
+``Orientationd``, a partial-volume blur, ``Spacingd``), contrast (gamma), bias field, noise, and the
 scanner's arbitrary intensity scale, stored as uint8. The background stays 0, as in a
 skull-stripped scan, so files stay small.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medseg.data.sample_config import BrainAugmentation
-from medseg.types import LabelVolume, SourceInfo, Volume
+from medseg.types import LabelVolume, SourceInfo, Volume, spacing_from_affine
 
 _FWHM_PER_SIGMA = 2.3548
 
@@ -26,8 +26,8 @@ class BrainSubjectParams:
 
     Attributes:
         transform_seed: seed of the MONAI random transforms.
-        spacing: output voxel size (mm) along i, j, k.
-        orientation: output axis codes, e.g. ``"LPS"``.
+        spacing: output voxel size (mm) along the stored i, j, k (k = slice direction).
+        orientation: output axis codes, e.g. ``"LPS"`` (axial) or ``"LIA"`` (coronal slices).
         gain: stored value of the bright tissue (uint8 scale).
         noise_std: Gaussian noise standard deviation (template intensity 1 = brightest tissue).
     """
@@ -95,19 +95,18 @@ def make_brain_subject(
     anatomy.set_random_state(seed=params.transform_seed)
     data = anatomy(data)
 
+    # Axis order first (lossless), so the drawn spacing is along the stored i, j, k:
+    # k is the slice direction, as in a scan acquired in that orientation.
+    data = transforms.Orientationd(keys, axcodes=params.orientation, labels=None)(data)
     # Thicker voxels average more tissue (partial volume): blur before resampling,
     # by the extra width the new voxel adds along each axis.
+    current = np.array(spacing_from_affine(np.asarray(data["image"].affine)))
     target = np.array(params.spacing)
-    extra = np.sqrt(np.maximum(target**2 - template_spacing**2, 0.0)) / _FWHM_PER_SIGMA
+    extra = np.sqrt(np.maximum(target**2 - current**2, 0.0)) / _FWHM_PER_SIGMA
     if np.any(extra > 0):
-        blur = transforms.GaussianSmoothd("image", sigma=tuple(extra / template_spacing))
-        data = blur(data)
-    acquisition = transforms.Compose([
-        transforms.Spacingd(keys, pixdim=params.spacing, mode=("bilinear", "nearest"),
-                            padding_mode="zeros", dtype=torch.float32),
-        transforms.Orientationd(keys, axcodes=params.orientation, labels=None),
-    ])
-    data = acquisition(data)
+        data = transforms.GaussianSmoothd("image", sigma=tuple(extra / current))(data)
+    data = transforms.Spacingd(keys, pixdim=params.spacing, mode=("bilinear", "nearest"),
+                               padding_mode="zeros", dtype=torch.float32)(data)
     inside = data["image"] > 1e-3  # the skull-stripping mask, before noise
     intensity = transforms.Compose([
         transforms.RandAdjustContrastd("image", gamma=augment.gamma, prob=1.0),

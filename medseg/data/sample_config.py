@@ -28,8 +28,10 @@ class BrainAugmentation:
         bias_coeff: polynomial bias-field coefficients (MONAI ``RandBiasField`` range).
         noise_std: Gaussian noise, as a fraction of the bright tissue intensity (range).
         gain: stored value of the bright tissue (uint8 scale, range); scanners scale differently.
-        spacings: output voxel sizes (mm); one is drawn per subject (repeat one to weight it).
-        orientations: output axis codes (e.g. ``"LPS"``); one is drawn per subject.
+        spacings: output voxel sizes (mm) along the stored i, j, k (k = slice direction); one is
+            drawn per subject (repeat one to weight it).
+        orientations: output axis codes (e.g. ``"LPS"`` axial, ``"LIA"`` coronal slices); one is
+            drawn per subject.
     """
 
     rotate_deg: float = 8.0

@@ -36,21 +36,15 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medseg.errors import InputError
-from medseg.io.dicom_checks import (
-    DICOMDIR_SOP_CLASS,
-    MIN_SLICES,
-    check_image_object,
-    check_pixel_length,
-    check_series_files,
-    check_stack,
-)
+from medseg.io.dicom_checks import MIN_SLICES, check_series_files, check_stack
 from medseg.io.dicom_headers import PARSE_ERRORS, dicom_prefix, frame_headers, functional_group, read_dicom_header
+from medseg.io.dicom_objects import DICOMDIR_SOP_CLASS, check_image_object, check_pixel_length
 from medseg.types import SourceInfo, Volume
 
 __all__ = ["is_dicom_file", "read_dicom_header", "read_dicom_series", "read_enhanced_dicom"]
 
 LOGGER = logging.getLogger(__name__)
-DECODE_HINT = "the compressed pixel data are damaged; copy the file again or convert it to uncompressed DICOM"
+DECODE_HINT = "copy the file again, or convert it to uncompressed DICOM (e.g. gdcmconv --raw)"
 
 
 def is_dicom_file(path: str | Path) -> bool:
@@ -191,7 +185,12 @@ def read_dicom_series(
         if stored.shape != (shape[1], shape[0]):
             raise InputError(path, f"pixel array {stored.shape} does not match Rows x Columns {shape[1], shape[0]}",
                              "the file is inconsistent; export the series again")
-        values[:, :, k] = np.asarray(apply_modality_lut(stored, dataset))[::-1, :].T
+        if "PerFrameFunctionalGroupsSequence" in dataset:  # one-frame enhanced object
+            slope, intercept = _frame_rescale(dataset, 0)
+            rescaled = stored.astype(np.float64) * slope + intercept
+        else:
+            rescaled = apply_modality_lut(stored, dataset)
+        values[:, :, k] = np.asarray(rescaled)[::-1, :].T
     first = checked.datasets[0]
     source = SourceInfo(
         path=str(folder),

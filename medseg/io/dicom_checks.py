@@ -1,6 +1,8 @@
-"""Loud checks of DICOM objects and slice stacks, on headers only (no pixels).
+"""Loud checks of DICOM slice stacks, on headers only (no pixels).
 
-Each failed check raises ``InputError(series or file, reason, hint)``. Tolerances:
+Each failed check raises ``InputError(series or file, reason, hint)``. Per-object checks
+(non-image objects, colour, localizer, missing decoder, truncated pixels) are in
+``medseg.io.dicom_objects``; geometry tag checks in ``medseg.io.dicom_headers``. Tolerances:
 
 * orientation: every ImageOrientationPatient cosine within ``ORIENTATION_TOLERANCE`` (1e-4,
   as dcm2niix's ``isSameFloatGE``) of the first slice's;
@@ -18,19 +20,17 @@ Each failed check raises ``InputError(series or file, reason, hint)``. Tolerance
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import UID
 
 from medseg.errors import InputError
 from medseg.io.dicom_geometry import affine_from_plane
-from medseg.io.dicom_headers import SliceHeader, read_dicom_header, slice_header
+from medseg.io.dicom_headers import SliceHeader, frame_headers, read_dicom_header, slice_header
+from medseg.io.dicom_objects import check_image_object
 from medseg.types import orientation_codes, spacing_from_affine
 
 MIN_SLICES = 3
@@ -41,134 +41,6 @@ DUPLICATE_TOLERANCE_MM = 0.01
 SHEAR_TOLERANCE_MM = 0.02
 ORIENTATION_TOLERANCE = 1e-4
 PIXEL_SPACING_TOLERANCE_MM = 1e-4
-
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-# SOP class UID prefixes of objects that are not images to segment.
-NON_IMAGE_SOP_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
-    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, fiducials, segmentation
-    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports, key objects
-    "1.2.840.10008.5.1.4.1.1.481.",  # radiotherapy objects (structures, plans, dose)
-    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated documents
-    "1.2.840.10008.5.1.4.1.1.9.",  # waveforms
-)
-NON_IMAGE_MODALITIES = frozenset(
-    {"SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SR", "PR", "KO", "REG", "DOC", "FID", "ECG", "PLAN"}
-)
-ULTRASOUND_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.6.", "1.2.840.10008.5.1.4.1.1.3.")
-PIP_NAMES = {"gdcm": "python-gdcm"}
-
-
-def _sop_name(uid: str) -> str:
-    name = UID(uid).name
-    return f"{name} ({uid})" if name != uid else uid
-
-
-def check_image_object(path: Path, dataset: Dataset) -> None:
-    """Raise InputError unless ``dataset`` is a grayscale cross-sectional image we can decode.
-
-    Checks, in order: DICOMDIR; non-image SOP class or modality (SEG, RTSTRUCT, SR,
-    presentation state...); ultrasound; colour (SamplesPerPixel != 1 or a non-MONOCHROME
-    photometric interpretation); localizer (ImageType contains LOCALIZER); and a compressed
-    transfer syntax whose decoder is not installed.
-    """
-    meta = getattr(dataset, "file_meta", None)
-    sop_class = str(dataset.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else "") or "")
-    modality = str(dataset.get("Modality") or "").upper()
-    if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in dataset:
-        raise InputError(path, "this is a DICOMDIR (a media index), not an image series",
-                         "give the folder that holds the image files the DICOMDIR lists")
-    if sop_class.startswith(NON_IMAGE_SOP_PREFIXES) or modality in NON_IMAGE_MODALITIES:
-        kind = _sop_name(sop_class) if sop_class else f"Modality {modality}"
-        raise InputError(path, f"not an image series but a {kind} object",
-                         "give the folder of the CT or MR series it refers to")
-    if modality == "US" or sop_class.startswith(ULTRASOUND_SOP_PREFIXES):
-        raise InputError(path, "ultrasound image: not a grayscale CT/MR volume",
-                         "medseg segments CT and MR volumes")
-    if "Rows" not in dataset or "Columns" not in dataset:
-        raise InputError(path, "no image pixel data attributes (Rows/Columns): not an image",
-                         "give the folder of a CT or MR image series")
-    samples = int(dataset.get("SamplesPerPixel") or 1)
-    photometric = str(dataset.get("PhotometricInterpretation") or "MONOCHROME2").upper()
-    if samples != 1 or not photometric.startswith("MONOCHROME"):
-        raise InputError(
-            path,
-            f"colour image (SamplesPerPixel={samples}, PhotometricInterpretation={photometric}): "
-            "not a grayscale CT/MR volume",
-            "use the original grayscale series, not a screenshot or secondary capture",
-        )
-    image_type = [str(v).upper() for v in (dataset.get("ImageType") or [])]
-    if "LOCALIZER" in image_type:
-        raise InputError(path, "localizer (scout) image, not a volume",
-                         "choose the main series of the study, not the localizer")
-    check_decoder(path, dataset)
-
-
-def _pip_requirement(requirement: str) -> str:
-    """'gdcm>=3.0.10' -> 'python-gdcm>=3.0.10' (the name on PyPI)."""
-    name = re.split(r"[<>=!~ ]", requirement, maxsplit=1)[0]
-    return PIP_NAMES.get(name, name) + requirement[len(name):]
-
-
-def _install_hint(missing: Sequence[str]) -> str:
-    """'pip install ...' suggestions from pydicom's ``missing_dependencies`` texts
-    (e.g. 'pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1')."""
-    options = []
-    for text in missing:
-        requires = text.partition(" - requires ")[2]
-        packages = [_pip_requirement(p.strip()) for p in re.split(r"\band\b|,", requires) if p.strip()]
-        if packages:
-            options.append("pip install " + " ".join(f"'{p}'" for p in packages))
-    if not options:
-        return "convert the files to uncompressed DICOM (e.g. 'gdcmconv --raw')"
-    return "install a decoder: " + " or ".join(options)
-
-
-def check_decoder(path: Path, dataset: Dataset) -> None:
-    """Raise InputError when the pixel data are compressed and no installed plugin decodes them."""
-    meta = getattr(dataset, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if not syntax:
-        return  # no file meta: pydicom reads it as uncompressed (implicit or explicit VR)
-    syntax = UID(str(syntax))
-    if syntax.is_transfer_syntax and not syntax.is_compressed:
-        return
-    try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError as error:
-        raise InputError(
-            path,
-            f"pixel data use transfer syntax {_sop_name(syntax)}, which pydicom cannot decode at all",
-            "convert the files to uncompressed DICOM (e.g. 'gdcmconv --raw' or dcmtk 'dcmdjpeg')",
-        ) from error
-    if not decoder.is_available:
-        raise InputError(
-            path,
-            f"pixel data are compressed with {syntax.name} and no decoder for it is installed",
-            _install_hint(decoder.missing_dependencies),
-        )
-
-
-def check_pixel_length(path: Path, dataset: Dataset) -> None:
-    """Raise InputError when uncompressed PixelData is shorter than Rows x Columns x frames x bits."""
-    meta = getattr(dataset, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax and UID(str(syntax)).is_compressed:
-        return  # encapsulated: the decoder reports damaged fragments
-    if "PixelData" not in dataset:
-        raise InputError(path, "no PixelData in this image", "the file is incomplete; copy it again from the source")
-    frames = int(dataset.get("NumberOfFrames") or 1)
-    bits = int(dataset.get("BitsAllocated") or 16)
-    n_values = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel") or 1) * frames
-    expected = (n_values * bits + 7) // 8
-    actual = len(dataset.PixelData)
-    if actual < expected:
-        raise InputError(
-            path,
-            f"pixel data truncated: {actual} bytes where Rows x Columns x frames x BitsAllocated needs {expected}",
-            "the file was cut short (interrupted copy or transfer); copy it again from the source",
-        )
-
 
 @dataclass(frozen=True, eq=False)
 class StackGeometry:
@@ -239,6 +111,50 @@ def _duplicates(where: str | Path, headers: Sequence[SliceHeader], order: np.nda
     )
 
 
+def _check_steps(where: str | Path, along: np.ndarray) -> None:
+    """Missing slices and uneven spacing, from the sorted positions along the normal (mm)."""
+    steps = np.diff(along)
+    # The typical step: the median of the steps within 1.5x the smallest one, so that
+    # gaps cannot drag it up in a short series (4 slices minus one: steps 2.5 and 5.0).
+    median = float(np.median(steps[steps <= MISSING_SLICE_FACTOR * steps.min()]))
+    gap = int(np.argmax(steps))
+    if steps[gap] > MISSING_SLICE_FACTOR * median:
+        raise InputError(
+            where,
+            f"missing slice(s): a gap of {steps[gap]:.3f} mm between slices at {along[gap]:.3f} and "
+            f"{along[gap + 1]:.3f} mm along the normal, where the median step is {median:.3f} mm "
+            f"(about {round(steps[gap] / median) - 1} slice(s) missing)",
+            "the export or transfer is incomplete; fetch the whole series again (spacing is never stretched)",
+        )
+    tolerance = max(SPACING_RELATIVE_TOLERANCE * median, SPACING_ABSOLUTE_TOLERANCE_MM)
+    if np.abs(steps - median).max() > tolerance:
+        raise InputError(
+            where,
+            f"uneven slice spacing: steps from {steps.min():.4f} to {steps.max():.4f} mm (median {median:.4f}, "
+            f"tolerance {tolerance:.4f} mm)",
+            "resample the series to even spacing (e.g. dcm2niix writes an '_Eq' image) and read that",
+        )
+
+
+def _check_shear(where: str | Path, positions: np.ndarray, normal: np.ndarray, gantry_tilt: float) -> None:
+    """Slice positions (sorted, (K, 3) LPS mm) must lie on the line along the normal."""
+    offsets = positions - positions[0]
+    along = offsets @ normal
+    drift = np.linalg.norm(offsets - np.outer(along, normal), axis=1)
+    if drift.max() <= SHEAR_TOLERANCE_MM:
+        return
+    angle = float(np.degrees(np.arctan2(drift[-1], along[-1])))
+    if abs(gantry_tilt) > 1e-6:
+        reason = (f"gantry tilt of {gantry_tilt:g} degrees (GantryDetectorTilt): "
+                  f"slices are sheared by {angle:.2f} degrees")
+    else:
+        reason = (f"slices are not stacked along their normal (sheared by {angle:.2f} degrees; "
+                  f"largest offset {drift.max():.3f} mm)")
+    raise InputError(
+        where, reason, "resample onto an orthogonal grid first (dcm2niix corrects tilt and writes a '_Tilt' image)"
+    )
+
+
 def check_stack(where: str | Path, headers: Sequence[SliceHeader], *, min_slices: int = MIN_SLICES) -> StackGeometry:
     """Check that ``headers`` form one evenly spaced, orthogonal, complete slice stack.
 
@@ -248,7 +164,7 @@ def check_stack(where: str | Path, headers: Sequence[SliceHeader], *, min_slices
         min_slices: fewer slices than this raise (a volume needs several).
 
     Returns:
-        The k order, affine and shape of the stack.
+        The k order (ascending along the normal; ties by InstanceNumber), affine and shape.
     """
     if len(headers) < min_slices:
         raise InputError(where, f"only {len(headers)} slice(s); a volume needs at least {min_slices}",
@@ -261,42 +177,11 @@ def check_stack(where: str | Path, headers: Sequence[SliceHeader], *, min_slices
     numbers = [h.instance_number if h.instance_number is not None else n for n, h in enumerate(headers)]
     order = np.array(sorted(range(len(headers)), key=lambda n: (along[n], numbers[n])), dtype=int)
     _duplicates(where, headers, order, along)
-    steps = np.diff(along[order])
-    if steps.size:
-        # The typical step: the median of the steps within 1.5x the smallest one, so that
-        # gaps cannot drag it up in a short series (4 slices minus one: steps 2.5 and 5.0).
-        median = float(np.median(steps[steps <= MISSING_SLICE_FACTOR * steps.min()]))
-        gap = int(np.argmax(steps))
-        if steps[gap] > MISSING_SLICE_FACTOR * median:
-            raise InputError(
-                where,
-                f"missing slice(s): a gap of {steps[gap]:.3f} mm between slices at {along[order[gap]]:.3f} and "
-                f"{along[order[gap + 1]]:.3f} mm along the normal, where the median step is {median:.3f} mm "
-                f"(about {round(steps[gap] / median) - 1} slice(s) missing)",
-                "the export or transfer is incomplete; fetch the whole series again (spacing is never stretched)",
-            )
-        tolerance = max(SPACING_RELATIVE_TOLERANCE * median, SPACING_ABSOLUTE_TOLERANCE_MM)
-        if np.abs(steps - median).max() > tolerance:
-            raise InputError(
-                where,
-                f"uneven slice spacing: steps from {steps.min():.4f} to {steps.max():.4f} mm (median {median:.4f}, "
-                f"tolerance {tolerance:.4f} mm)",
-                "resample the series to even spacing (e.g. dcm2niix writes an '_Eq' image) and read that",
-            )
-        offsets = positions[order] - positions[order[0]]
-        perpendicular = offsets - np.outer(offsets @ normal, normal)
-        drift = np.linalg.norm(perpendicular, axis=1)
-        if drift.max() > SHEAR_TOLERANCE_MM:
-            angle = float(np.degrees(np.arctan2(drift[-1], along[order[-1]] - along[order[0]])))
-            tilt = first.gantry_tilt
-            reason = (f"gantry tilt of {tilt:g} degrees (GantryDetectorTilt): slices are sheared by {angle:.2f} degrees"
-                      if abs(tilt) > 1e-6 else
-                      f"slices are not stacked along their normal (sheared by {angle:.2f} degrees; "
-                      f"largest offset {drift.max():.3f} mm)")
-            raise InputError(where, reason,
-                             "resample onto an orthogonal grid first (dcm2niix corrects tilt and writes a '_Tilt' image)")
+    if len(headers) > 1:
+        _check_steps(where, along[order])
+        _check_shear(where, positions[order], normal, first.gantry_tilt)
         slice_spacing = float((along[order[-1]] - along[order[0]]) / (len(headers) - 1))
-    else:
+    else:  # one slice: dcm2niix takes SliceThickness
         slice_spacing = first.slice_thickness or first.spacing_between_slices or 1.0
     affine = affine_from_plane(
         first.row_cosine, first.column_cosine, first.pixel_spacing, slice_spacing,
@@ -355,7 +240,12 @@ def check_series_files(
         if int(dataset.get("NumberOfFrames") or 1) > 1:
             raise InputError(path, "multi-frame object inside a series of files",
                              "read each multi-frame file alone (medseg.io.dicom.read_enhanced_dicom)")
-    headers = [slice_header(path, dataset) for path, dataset in zip(files, datasets)]
+    # A file may be a one-frame enhanced object, whose geometry is in its functional groups.
+    headers = [
+        frame_headers(path, dataset)[0] if "PerFrameFunctionalGroupsSequence" in dataset
+        else slice_header(path, dataset)
+        for path, dataset in zip(files, datasets)
+    ]
     geometry = check_stack(where, headers, min_slices=min_slices)
     return CheckedSeries(
         files=tuple(Path(files[n]) for n in geometry.order),

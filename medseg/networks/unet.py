@@ -43,9 +43,10 @@ def _check_levels(config: NetworkConfig) -> None:
 
 
 def _norm(config: NetworkConfig) -> str | tuple[str, dict[str, int]]:
-    """MONAI norm argument; group norm uses up to 8 groups that divide every level's channels."""
+    """MONAI norm argument; group norm uses up to 8 groups dividing every level's channels and the
+    output channels (MONAI's UNet also normalises its last up-sampling, which has ``out_channels``)."""
     if config.norm == "group":
-        return ("group", {"num_groups": math.gcd(8, *config.channels)})
+        return ("group", {"num_groups": math.gcd(8, config.out_channels, *config.channels)})
     return config.norm
 
 
@@ -65,8 +66,10 @@ def build_unet(config: NetworkConfig) -> nn.Module:
 
 
 def build_dynunet(config: NetworkConfig) -> nn.Module:
-    """MONAI ``DynUNet`` (nnU-Net style, 3x3x3 kernels): same shapes as ``build_unet``."""
+    """MONAI ``DynUNet`` (nnU-Net style, 3x3x3 kernels): same shapes as ``build_unet``; needs >= 3 levels."""
     _check_levels(config)
+    if len(config.channels) < 3:
+        raise ConfigError(f"network.channels: dynunet needs at least 3 levels, got {list(config.channels)}")
     return DynUNet(
         spatial_dims=3,
         in_channels=config.in_channels,

@@ -121,4 +121,5 @@ def plot_history(history: Sequence[dict[str, Any]], folder: Path, class_names: S
 def _save(figure: Any, path: Path) -> None:
     """Save a figure as PNG atomically."""
     with atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=100, bbox_inches="tight")
+        figure.tight_layout()
+        figure.savefig(temp, format="png", dpi=100)

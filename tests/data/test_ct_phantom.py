@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel
 import numpy as np
 from scipy import ndimage
 
-import nibabel
 from medseg.data.ct_phantom import CT_CLASSES, HU_LIMITS, make_ct_phantom
 from medseg.data.decathlon import read_datalist
 from medseg.data.sample_config import CtPhantomConfig, load_sample_definition

@@ -82,7 +82,8 @@ def test_gantry_tilt_and_sheared_stack(write_series, tilt_tag):
     files = write_series()
     for k, path in enumerate(files):  # shift each slice along the column direction: a 15 degree tilt
         shift = np.array([0.0, k * 2.5 * np.tan(np.radians(15)), 0.0])
-        edit(path, ImagePositionPatient=list(position(path) + shift), **({"GantryDetectorTilt": 15} if tilt_tag else {}))
+        tilt = {"GantryDetectorTilt": 15} if tilt_tag else {}
+        edit(path, ImagePositionPatient=list(position(path) + shift), **tilt)
     error = raises(files[0].parent, "gantry tilt of 15 degrees" if tilt_tag else "not stacked along their normal")
     assert "15.00 degrees" in error.reason
 

@@ -259,3 +259,15 @@ def test_matches_the_dcm2niix_binary(case, falling_instances, tmp_path, make_aff
     image = nibabel.load(out / "x.nii")
     np.testing.assert_allclose(image.affine, read.affine, atol=ATOL_MM)
     np.testing.assert_array_equal(np.asarray(image.dataobj), read.array[0])
+
+
+def test_series_of_one_frame_enhanced_files(tmp_path, write_series, enhanced_from_series, make_volume):
+    volume = make_volume(shape=(4, 5, 3))
+    files = write_series(volume)
+    folder = tmp_path / "enhanced_slices"
+    folder.mkdir()
+    for n in range(3):
+        enhanced_from_series(folder / f"frame{n}.dcm", files, [n])
+    read = read_dicom_series(folder)
+    np.testing.assert_allclose(read.affine, volume.affine, atol=ATOL_MM)
+    np.testing.assert_array_equal(read.array, volume.array)

@@ -84,8 +84,8 @@ def test_overfits_one_sphere(
     make_sphere: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     overfit_run: Callable[..., tuple[float, int]],
 ) -> None:
-    # A 66^3 input (normal segment 34^3) gives 18^3 outputs around a sphere of radius 6.
-    image, labels = make_sphere(size=66, radius=6)
+    # A 60^3 input (normal segment 28^3) gives 12^3 outputs around a sphere of radius 4.
+    image, labels = make_sphere(size=60, radius=4)
     network = build_network(NetworkConfig(name="deepmedic", deepmedic_channels=(4,) * 8, deepmedic_fc_channels=(8, 8)))
     dice, steps = overfit_run(network, image, labels[..., 24:-24, 24:-24, 24:-24], max_steps=80)
     assert dice > 0.9, f"Dice {dice:.3f} after {steps} steps"

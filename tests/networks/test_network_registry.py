@@ -79,7 +79,7 @@ def test_bad_geometry_overrides_raise(changes: dict, message: str) -> None:
 @pytest.mark.parametrize("name", ["unet", "dynunet", "deepmedic"])
 def test_channels_follow_the_config(name: str) -> None:
     config = NetworkConfig(
-        name=name, in_channels=2, out_channels=4, channels=(4, 8), strides=(2,),
+        name=name, in_channels=2, out_channels=4, channels=(4, 8, 16), strides=(2, 2),
         deepmedic_channels=(2,) * 8, deepmedic_fc_channels=(4,),
     )
     geometry = network_geometry(config)

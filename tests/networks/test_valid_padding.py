@@ -35,7 +35,7 @@ class CountingNetwork(torch.nn.Module):
 def test_pad_for_valid_shapes_and_values() -> None:
     x = torch.arange(5, dtype=torch.float32).reshape(1, 1, 5, 1, 1).expand(1, 1, 5, 3, 3)
     padded = pad_for_valid(x, margin=2, align=3)
-    assert padded.shape == (1, 1, 10, 10, 10)
+    assert padded.shape == (1, 1, 10, 7, 7)
     assert padded[0, 0, :, 0, 0].tolist() == [0, 0, 0, 1, 2, 3, 4, 4, 4, 4]
     reflected = pad_for_valid(x, margin=2, align=1, pad_mode="reflect")
     assert reflected[0, 0, :, 2, 2].tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
@@ -45,34 +45,38 @@ def test_pad_for_valid_shapes_and_values() -> None:
 
 def test_stitched_windows_equal_one_whole_volume_forward(deepmedic: torch.nn.Module) -> None:
     geometry = network_geometry(CONFIG)
-    x = torch.randn(1, 1, 36, 33, 30, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 1, 30, 27, 21, generator=torch.Generator().manual_seed(1))
     counting = CountingNetwork(deepmedic)
     with torch.no_grad():
         direct = deepmedic(F.pad(x, (geometry.margin,) * 6, mode="replicate"))
         stitched = valid_sliding_window_inference(
-            x, counting, (15, 15, 15), geometry.margin, align=geometry.align, overlap=0.5, sw_batch_size=4
+            x, counting, (15, 15, 15), geometry.margin, align=geometry.align, overlap=0.5, sw_batch_size=8
         )
-    assert counting.windows == 5 * 4 * 4  # steps of 6 voxels: starts 0, 6, 12, 18, 21 along the first axis
-    assert stitched.shape == direct.shape == (1, 3, 36, 33, 30)
+    # Steps of int(15 * 0.5) = 7 rounded down to 6: starts 0, 6, 12, 15 (30); 0, 6, 12 (27); 0, 6 (21).
+    assert counting.windows == 4 * 3 * 2
+    assert stitched.shape == direct.shape == (1, 3, 30, 27, 21)
     assert torch.allclose(stitched, direct, atol=1e-5)
 
 
 @pytest.mark.parametrize("pad_mode", ["replicate", "reflect"])
 def test_uneven_volume_matches_same_size_output(deepmedic: torch.nn.Module, pad_mode: str) -> None:
-    x = torch.randn(2, 1, 35, 31, 13, generator=torch.Generator().manual_seed(2))
+    # Sides that are not multiples of 3, and one shorter than the window (the window shrinks to 27).
+    x = torch.randn(2, 1, 35, 29, 26, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         whole = SameSizeOutput(deepmedic, margin=24, align=3, pad_mode=pad_mode)(x)
-        stitched = valid_sliding_window_inference(x, deepmedic, (12, 12, 12), 24, align=3, overlap=0.25, pad_mode=pad_mode)
-    assert whole.shape == stitched.shape == (2, 3, 35, 31, 13)
+        stitched = valid_sliding_window_inference(
+            x, deepmedic, (30, 18, 30), 24, align=3, overlap=0.5, pad_mode=pad_mode, sw_batch_size=4
+        )
+    assert whole.shape == stitched.shape == (2, 3, 35, 29, 26)
     assert torch.allclose(stitched, whole, atol=1e-5)
 
 
 def test_windows_off_the_pooling_grid_do_not_stitch_exactly(deepmedic: torch.nn.Module) -> None:
-    # align=1 lets windows start at multiples of 7: DeepMedic is only equivariant to shifts by 3.
-    x = torch.randn(1, 1, 36, 33, 30, generator=torch.Generator().manual_seed(1))
+    # align=1 lets windows start at 0, 10, 13: DeepMedic is only equivariant to shifts by 3.
+    x = torch.randn(1, 1, 33, 18, 18, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = SameSizeOutput(deepmedic, margin=24, align=3)(x)
-        stitched = valid_sliding_window_inference(x, deepmedic, (15, 15, 15), 24, align=1, overlap=0.5)
+        stitched = valid_sliding_window_inference(x, deepmedic, (20, 18, 18), 24, align=1, overlap=0.5)
     assert (stitched - whole).abs().max() > 1e-3
 
 
