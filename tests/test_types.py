@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.types import LabelVolume, Volume, orientation_codes, source_name, spacing_from_affine
+from medseg.types import (
+    LabelVolume,
+    Volume,
+    orientation_codes,
+    source_name,
+    spacing_from_affine,
+)
 
 
 def test_spacing_and_orientation_from_affine() -> None:

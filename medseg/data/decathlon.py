@@ -121,7 +121,9 @@ def write_dataset_json(path: str | Path, **fields: Any) -> Path:
     Returns:
         The written path.
     """
-    from medseg.io.atomic import atomic_write_text  # local: medseg.io pulls in the readers
+    from medseg.io.atomic import (
+        atomic_write_text,  # local: medseg.io pulls in the readers
+    )
 
     path = Path(path)
     return atomic_write_text(path, dataset_json_text(root=path.parent, **fields))

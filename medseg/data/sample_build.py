@@ -24,7 +24,12 @@ import numpy as np
 
 from medseg.config import config_to_dict
 from medseg.data.decathlon import Case, dataset_json_text
-from medseg.data.sample_config import BrainSampleConfig, CtPhantomConfig, SampleConfig, load_sample_definition
+from medseg.data.sample_config import (
+    BrainSampleConfig,
+    CtPhantomConfig,
+    SampleConfig,
+    load_sample_definition,
+)
 from medseg.errors import OutputError
 from medseg.types import LabelVolume, Volume
 
@@ -193,7 +198,9 @@ def _write_dicom_case(
     """Write one case as an int16 DICOM series into ``folder`` (replacing an older copy whole)."""
     import pydicom.uid
 
-    from medseg.io.dicom_export import write_dicom_series  # local: written by the DICOM module
+    from medseg.io.dicom_export import (
+        write_dicom_series,  # local: written by the DICOM module
+    )
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists() and any(not p.is_file() or p.suffix.lower() != ".dcm" for p in folder.iterdir()):
@@ -221,7 +228,9 @@ def _write_dicom_case(
 
 def _write_bytes(path: Path, data: bytes) -> str:
     """Write atomically; returns the sha256 of ``data``."""
-    from medseg.io.atomic import atomic_write_bytes  # local: medseg.io pulls in the readers
+    from medseg.io.atomic import (
+        atomic_write_bytes,  # local: medseg.io pulls in the readers
+    )
 
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()

@@ -33,12 +33,26 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from medseg.errors import InputError
 from medseg.io.dicom_checks import MIN_SLICES, check_series_files, check_stack
-from medseg.io.dicom_headers import PARSE_ERRORS, dicom_prefix, frame_headers, functional_group, read_dicom_header
-from medseg.io.dicom_objects import DICOMDIR_SOP_CLASS, check_image_object, check_pixel_length
+from medseg.io.dicom_headers import (
+    PARSE_ERRORS,
+    dicom_prefix,
+    frame_headers,
+    functional_group,
+    read_dicom_header,
+)
+from medseg.io.dicom_objects import (
+    DICOMDIR_SOP_CLASS,
+    check_image_object,
+    check_pixel_length,
+)
 from medseg.types import SourceInfo, Volume
 
 __all__ = ["is_dicom_file", "read_dicom_header", "read_dicom_series", "read_enhanced_dicom"]

@@ -29,7 +29,12 @@ from pydicom.dataset import Dataset
 
 from medseg.errors import InputError
 from medseg.io.dicom_geometry import affine_from_plane
-from medseg.io.dicom_headers import SliceHeader, frame_headers, read_dicom_header, slice_header
+from medseg.io.dicom_headers import (
+    SliceHeader,
+    frame_headers,
+    read_dicom_header,
+    slice_header,
+)
 from medseg.io.dicom_objects import check_image_object
 from medseg.types import orientation_codes, spacing_from_affine
 

@@ -10,7 +10,7 @@ import numpy as np
 from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
 from medseg.io.discover import Discovery, ScanSource, discover
-from medseg.types import Volume
+from medseg.io.read import read_source
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,6 @@ class SourceReport:
     def ok(self) -> bool:
         """True when the source was read."""
         return not self.error
-
-
-def read_source(source: ScanSource, max_voxels: int = DEFAULT_MAX_VOXELS) -> Volume:
-    """Read one discovered source (a DICOM series by its own files, anything else by path)."""
-    if source.kind == "dicom-series":
-        from medseg.io.dicom import read_dicom_series
-
-        return read_dicom_series(source.path, files=list(source.files))
-    from medseg.io.read import read_scan
-
-    return read_scan(source.path, max_voxels=max_voxels)
 
 
 def inspect_path(path: str | Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> tuple[Discovery, list[SourceReport]]:

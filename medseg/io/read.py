@@ -14,9 +14,10 @@ import numpy as np
 
 from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
+from medseg.io.discover import ScanSource, discover
 from medseg.io.nifti import read_nifti
 from medseg.io.sitk_image import SITK_FORMATS, read_sitk_image
-from medseg.io.volume_checks import check_voxel_count, grid_difference
+from medseg.io.volume_checks import grid_difference
 from medseg.types import LabelVolume, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -48,23 +49,20 @@ def read_scan(
     if not path.exists():
         raise InputError(path, "does not exist", "check the path (and the current folder for relative paths)")
     if path.is_dir():
-        volume = _read_dicom_folder(path)
-        # read_dicom_series takes no cap: checked after reading (the cap still holds for callers).
-        check_voxel_count(path, volume.spatial_shape, max_voxels)
-        return _with_names(volume, modalities)
+        return _read_folder(path, max_voxels, modalities)
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return read_nifti(path, max_voxels=max_voxels, modalities=modalities)
     if path.suffix.lower() in SITK_FORMATS:
         return read_sitk_image(path, max_voxels=max_voxels, modalities=modalities)
     if _may_be_dicom(path):
-        from medseg.io.dicom import is_dicom_file, read_enhanced_dicom  # lazy: pydicom is heavy
+        from medseg.io.dicom import (  # lazy: pydicom is heavy
+            is_dicom_file,
+            read_enhanced_dicom,
+        )
 
         if path.suffix.lower() in DICOM_SUFFIXES or is_dicom_file(path):
-            volume = read_enhanced_dicom(path)
-            # read_enhanced_dicom takes no cap: checked after reading (the cap still holds for callers).
-            check_voxel_count(path, volume.spatial_shape, max_voxels)
-            return _with_names(volume, modalities)
+            return _with_names(read_enhanced_dicom(path, max_voxels=max_voxels), modalities)
     raise InputError(path, f"unknown scan format '{path.suffix or path.name}'", f"give one of: {SUPPORTED}")
 
 
@@ -74,13 +72,42 @@ def _may_be_dicom(path: Path) -> bool:
     return suffix in DICOM_SUFFIXES or suffix == "" or suffix[1:].isdigit()
 
 
-def _read_dicom_folder(folder: Path) -> Volume:
-    """A folder is one DICOM series; an empty folder is refused before pydicom is imported."""
-    if next((p for p in folder.rglob("*") if p.is_file()), None) is None:
-        raise InputError(folder, "the folder holds no files", "point at the folder that holds the DICOM series")
-    from medseg.io.dicom import read_dicom_series  # lazy: pydicom is heavy
+def read_source(source: ScanSource, *, max_voxels: int = DEFAULT_MAX_VOXELS, modalities: Sequence[str] = ()) -> Volume:
+    """Read one source found by ``medseg.io.discover`` (a DICOM series by exactly its own files).
 
-    return read_dicom_series(folder)
+    A source whose headers already showed a problem is still handed to its reader, so the
+    error raised is the reader's full one (reason and hint).
+    """
+    if source.kind == "dicom-series":
+        from medseg.io.dicom import read_dicom_series  # lazy: pydicom is heavy
+
+        volume = read_dicom_series(source.path, files=list(source.files), max_voxels=max_voxels)
+        return _with_names(volume, modalities)
+    return read_scan(source.path, max_voxels=max_voxels, modalities=modalities)
+
+
+def _read_folder(folder: Path, max_voxels: int, modalities: Sequence[str]) -> Volume:
+    """A folder must hold exactly one scan (searched recursively); medseg never picks one silently."""
+    discovery = discover(folder)
+    if len(discovery.sources) == 1:
+        return read_source(discovery.sources[0], max_voxels=max_voxels, modalities=modalities)
+    if not discovery.sources:
+        if not discovery.skipped:
+            raise InputError(folder, "the folder holds no files", "point at the folder that holds the DICOM series")
+        first = discovery.skipped[0]
+        raise InputError(
+            folder,
+            f"no scan found among {len(discovery.skipped)} file(s) (e.g. {first.path.name}: {first.reason})",
+            "point at the folder that holds the DICOM series, or at an image file",
+        )
+    listing = "; ".join(
+        f"{source.kind} {source.path.name} '{source.description}'" for source in discovery.sources[:5]
+    )
+    raise InputError(
+        folder,
+        f"holds {len(discovery.sources)} scans ({listing}); medseg does not choose one silently",
+        "run `medseg info` on the folder and pass the series folder or file you want",
+    )
 
 
 def _with_names(volume: Volume, modalities: Sequence[str]) -> Volume:

@@ -18,7 +18,12 @@ import SimpleITK as sitk
 
 from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
-from medseg.io.volume_checks import channel_names_for, check_finite, check_orthogonal, check_voxel_count
+from medseg.io.volume_checks import (
+    channel_names_for,
+    check_finite,
+    check_orthogonal,
+    check_voxel_count,
+)
 from medseg.types import LPS_TO_RAS, SourceInfo, Volume
 
 # Suffix -> (SimpleITK ImageIO, SourceInfo.format). The IO is named so ITK cannot guess another.

@@ -10,9 +10,18 @@ Public API:
 
 from __future__ import annotations
 
-from medseg.networks.registry import available_networks, build_network, get_network_spec, network_geometry
+from medseg.networks.registry import (
+    available_networks,
+    build_network,
+    get_network_spec,
+    network_geometry,
+)
 from medseg.networks.spec import NetworkGeometry, NetworkSpec
-from medseg.networks.valid_padding import SameSizeOutput, pad_for_valid, valid_sliding_window_inference
+from medseg.networks.valid_padding import (
+    SameSizeOutput,
+    pad_for_valid,
+    valid_sliding_window_inference,
+)
 
 __all__ = [
     "NetworkGeometry",

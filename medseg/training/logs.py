@@ -37,7 +37,9 @@ class RunLogger:
         (self.run_dir / "plots").mkdir(parents=True, exist_ok=True)
         self._writer = None
         if tensorboard_available():
-            from torch.utils.tensorboard import SummaryWriter  # local: optional dependency
+            from torch.utils.tensorboard import (
+                SummaryWriter,  # local: optional dependency
+            )
 
             self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 

@@ -28,11 +28,21 @@ from medseg.config import ExperimentConfig, config_to_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.networks import build_network, network_geometry
 from medseg.training import distributed
-from medseg.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from medseg.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from medseg.training.data import prepare_data
 from medseg.training.logs import RunLogger, tensorboard_available
 from medseg.training.losses import build_loss
-from medseg.training.run_folder import RunPaths, read_run_config, record_start, write_config
+from medseg.training.run_folder import (
+    RunPaths,
+    read_run_config,
+    record_start,
+    write_config,
+)
 from medseg.training.schedule import build_optimizer, build_scheduler
 from medseg.training.transfer import freeze_encoder, init_from_checkpoint
 from medseg.training.validation import validate

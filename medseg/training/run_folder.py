@@ -68,7 +68,9 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = ""
     if not versions["medseg"]:
-        from medseg import __version__  # running from a source tree that is not pip-installed
+        from medseg import (
+            __version__,  # running from a source tree that is not pip-installed
+        )
 
         versions["medseg"] = __version__
     return versions

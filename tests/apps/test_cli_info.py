@@ -10,10 +10,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from medseg_cli.main import main
 
 from medseg.io.dicom_export import write_dicom_series
 from medseg.types import Volume
-from medseg_cli.main import main
 
 MARKERS = ("ZZNAMEMARKER", "ZZIDMARKER")
 

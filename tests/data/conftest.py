@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sample_helpers import TINY_BRAIN, TINY_CT, write_definition
 
 

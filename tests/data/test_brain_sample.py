@@ -8,9 +8,13 @@ import nibabel
 import nibabel.orientations
 import numpy as np
 import pytest
-
 from sample_helpers import canonical
-from medseg.data.brain_sample import BrainSubjectParams, draw_subject_params, make_brain_subject
+
+from medseg.data.brain_sample import (
+    BrainSubjectParams,
+    draw_subject_params,
+    make_brain_subject,
+)
 from medseg.data.decathlon import read_datalist
 from medseg.data.sample_config import BrainAugmentation, load_sample_definition
 from medseg.data.template import TISSUE_CLASSES, tissue_template

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from sample_helpers import TINY_BRAIN, TINY_CT, canonical, write_definition
+
 from medseg.data.sample_build import BUILD_RECORD, build_sample, definition_hash
 from medseg.data.sample_config import load_sample_definition
 from medseg.errors import ConfigError, OutputError

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medseg.data.sample_config import BrainSampleConfig, CtPhantomConfig, load_sample_definition
+from medseg.data.sample_config import (
+    BrainSampleConfig,
+    CtPhantomConfig,
+    load_sample_definition,
+)
 from medseg.errors import ConfigError
 
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"

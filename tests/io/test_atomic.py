@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from medseg.errors import OutputError
-from medseg.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, full_suffix
+from medseg.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    full_suffix,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

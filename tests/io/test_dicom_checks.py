@@ -14,7 +14,12 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import JPEGLosslessSV1, generate_uid
 
 from medseg.errors import InputError
-from medseg.io.dicom import is_dicom_file, read_dicom_header, read_dicom_series, read_enhanced_dicom
+from medseg.io.dicom import (
+    is_dicom_file,
+    read_dicom_header,
+    read_dicom_series,
+    read_enhanced_dicom,
+)
 from medseg.io.dicom_checks import summarize_series
 
 

@@ -7,7 +7,12 @@ import torch
 
 from medseg.config import NetworkConfig, load_config
 from medseg.errors import ConfigError
-from medseg.networks import available_networks, build_network, get_network_spec, network_geometry
+from medseg.networks import (
+    available_networks,
+    build_network,
+    get_network_spec,
+    network_geometry,
+)
 
 
 def test_available_networks_are_the_registry_names() -> None:

@@ -8,7 +8,13 @@ import torch.nn.functional as F
 
 from medseg.config import NetworkConfig
 from medseg.errors import ConfigError
-from medseg.networks import SameSizeOutput, build_network, network_geometry, pad_for_valid, valid_sliding_window_inference
+from medseg.networks import (
+    SameSizeOutput,
+    build_network,
+    network_geometry,
+    pad_for_valid,
+    valid_sliding_window_inference,
+)
 
 CONFIG = NetworkConfig(name="deepmedic", out_channels=3, deepmedic_channels=(4,) * 8, deepmedic_fc_channels=(8, 8))
 

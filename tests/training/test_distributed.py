@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import tiny_config_dict
+
 from medseg.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_config
+
 from medseg.config import ExperimentConfig, NetworkConfig
 from medseg.data.splits import load_split
 from medseg.networks import build_network, network_geometry

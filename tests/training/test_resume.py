@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 import yaml
-
 from conftest import tiny_config_dict
+
 from medseg.config import load_experiment
 from medseg.training.checkpoint import load_checkpoint
 from medseg.training.loop import resume, train
