@@ -1,6 +1,6 @@
 """Build a bundled sample data set: ``python datasets/build_sample.py DEFINITION OUT_DIR``.
 
-The same as ``medseg sample DEFINITION OUT_DIR``; see ``medseg.data.sample_build``.
+The same as ``medseg sample DEFINITION OUT_DIR``; see ``medseg.data.build``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("medseg") is None:
         # Run from a source checkout without `pip install .`: use the package next to this folder.
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from medseg.data.sample_build import build_sample
+    from medseg.data.build import build_sample
     from medseg.errors import MedsegError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from medseg import __version__
 from medseg.errors import MedsegError
-from medseg_cli import info_command, sample_command, train_command
+from medseg_cli import evaluate_command, info_command, sample_command, train_command
 
-COMMANDS = (info_command, sample_command, train_command)
+COMMANDS = (info_command, sample_command, train_command, evaluate_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ Modules:
     template        the MNI ICBM152 2009a template shipped in nilearn's wheel, as tissue labels
     brain_sample    synthetic brain-tissue subjects made from the template
     ct_phantom      synthetic CT-like abdominal phantoms (Hounsfield units)
-    sample_build    ``build_sample(definition, out_dir)``: the whole data set, idempotent
+    build           ``build_sample(definition, out_dir)``: the whole data set, idempotent
     splits          patient-level train / validation / test splits
     datasets        MONAI datasets with caching
 """

@@ -88,8 +88,8 @@ def tissue_template(downsample: int = 2, margin_mm: float = 10.0) -> tuple[Volum
         padded = np.zeros(tuple(size), dtype=np.float32)
         src_low = np.maximum(low, 0)
         src_high = np.minimum(low + size, array.shape)
-        dst = tuple(slice(a - l, b - l) for a, b, l in zip(src_low, src_high, low))
-        padded[dst] = array[tuple(slice(a, b) for a, b in zip(src_low, src_high))]
+        dst = tuple(slice(a - o, b - o) for a, b, o in zip(src_low, src_high, low, strict=True))
+        padded[dst] = array[tuple(slice(a, b) for a, b in zip(src_low, src_high, strict=True))]
         # Block averaging: an exact area-weighted downsampling for an integer factor.
         blocks = padded.reshape(size[0] // downsample, downsample, size[1] // downsample,
                                 downsample, size[2] // downsample, downsample)

@@ -32,8 +32,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from medseg.config import NetworkConfig
 from medseg.errors import ConfigError
@@ -47,12 +47,12 @@ DEFAULT_INFER_OUTPUT = 45
 
 def _centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Crop the spatial centre of ``x`` (B, C, X, Y, Z) to ``size`` (3 ints, same parity as x)."""
-    starts = [(have - want) // 2 for have, want in zip(x.shape[2:], size)]
+    starts = [(have - want) // 2 for have, want in zip(x.shape[2:], size, strict=True)]
     return x[:, :, starts[0] : starts[0] + size[0], starts[1] : starts[1] + size[1], starts[2] : starts[2] + size[2]]
 
 
 def _add_residual(out: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
-    """``out + crop(earlier)``; with fewer earlier channels the missing ones count as zero, with more the extra are dropped."""
+    """``out + crop(earlier)``: missing earlier channels count as zero, extra ones are dropped."""
     earlier = _centre_crop(earlier, out.shape[2:])
     channels = min(out.shape[1], earlier.shape[1])
     if channels == out.shape[1]:
@@ -68,7 +68,7 @@ class _Layer(nn.Sequential):
         if activate:
             parts += [nn.BatchNorm3d(in_channels), nn.PReLU(in_channels)]
         if dropout > 0:
-            parts.append(nn.Dropout3d(dropout))
+            parts.append(nn.Dropout(dropout))  # element-wise, as DeepMedic (not whole channels)
         parts.append(nn.Conv3d(in_channels, out_channels, kernel_size=kernel))
         super().__init__(*parts)
 
@@ -150,15 +150,17 @@ class DeepMedic(nn.Module):
         size = x.shape[2:]
         out_size = self.output_size(size)
         context = self.margin - self.depth
-        normal = self.normal(x[:, :, context : size[0] - context, context : size[1] - context, context : size[2] - context])
+        normal = self.normal(
+            x[:, :, context : size[0] - context, context : size[1] - context, context : size[2] - context]
+        )
 
         f = self.downsample
         end_pad = [(f - n % f) % f for n in size]
         low = x
         if any(end_pad):
-            # Replicate the last plane so pooling blocks stay aligned with index 0 (F.pad lists the last axis first).
-            low = F.pad(x, (0, end_pad[2], 0, end_pad[1], 0, end_pad[0]), mode="replicate")
-        low = self.low(F.avg_pool3d(low, kernel_size=f, stride=f))
+            # Replicate the last plane so pooling blocks stay aligned with index 0 (pad lists the last axis first).
+            low = functional.pad(x, (0, end_pad[2], 0, end_pad[1], 0, end_pad[0]), mode="replicate")
+        low = self.low(functional.avg_pool3d(low, kernel_size=f, stride=f))
         for axis in (2, 3, 4):
             low = low.repeat_interleave(f, dim=axis)
         low = low[:, :, : out_size[0], : out_size[1], : out_size[2]]
@@ -169,13 +171,18 @@ def _check_config(config: NetworkConfig) -> None:
     """Raise ConfigError for DeepMedic hyperparameters that cannot build a network."""
     depth = len(config.deepmedic_channels)
     if depth < 1 or any(c < 1 for c in config.deepmedic_channels):
-        raise ConfigError(f"network.deepmedic_channels: need positive feature maps, got {list(config.deepmedic_channels)}")
+        raise ConfigError(
+            f"network.deepmedic_channels: need positive feature maps, got {list(config.deepmedic_channels)}"
+        )
     if any(c < 1 for c in config.deepmedic_fc_channels):
-        raise ConfigError(f"network.deepmedic_fc_channels: need positive feature maps, got {list(config.deepmedic_fc_channels)}")
+        raise ConfigError(
+            f"network.deepmedic_fc_channels: need positive feature maps, got {list(config.deepmedic_fc_channels)}"
+        )
     bad = [n for n in config.deepmedic_residual_layers if not 3 <= n <= depth]
     if bad:
         raise ConfigError(
-            f"network.deepmedic_residual_layers: {bad} outside 3..{depth} (a residual connection at layer l adds layer l-2)"
+            f"network.deepmedic_residual_layers: {bad} outside 3..{depth} "
+            "(a residual connection at layer l adds the output of layer l-2)"
         )
     if config.deepmedic_downsample < 1:
         raise ConfigError(f"network.deepmedic_downsample: must be >= 1, got {config.deepmedic_downsample}")

@@ -70,7 +70,8 @@ def network_geometry(config: NetworkConfig) -> NetworkGeometry:
         infer_window = _three(config.window_size, "network.window_size")
     if any(side < 1 or side % geometry.align for side in infer_window):
         raise ConfigError(
-            f"network.window_size: {list(infer_window)} must be positive multiples of {geometry.align} for {config.name}"
+            f"network.window_size: {list(infer_window)} must be positive multiples of {geometry.align} "
+            f"for {config.name}"
         )
     spec.check_patch(config, tuple(side + 2 * geometry.margin for side in infer_window))
     return NetworkGeometry(train_patch, infer_window, geometry.margin, geometry.align)

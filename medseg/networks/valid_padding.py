@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
+from torch.nn import functional
 
 from medseg.errors import ConfigError
 
@@ -44,14 +44,14 @@ def pad_for_valid(x: torch.Tensor, margin: int, align: int = 1, pad_mode: str = 
         raise ConfigError(f"pad_mode: {pad_mode!r} is not one of {', '.join(PAD_MODES)}")
     end = [_round_up(n, align) - n for n in x.shape[2:]]
     if any(end):
-        x = F.pad(x, (0, end[2], 0, end[1], 0, end[0]), mode="replicate")  # F.pad lists the last axis first
+        x = functional.pad(x, (0, end[2], 0, end[1], 0, end[0]), mode="replicate")  # pad lists the last axis first
     if margin > 0:
         if pad_mode == "reflect" and min(x.shape[2:]) <= margin:
             raise ConfigError(
                 f"pad_mode 'reflect' needs every side longer than the margin {margin}, got {list(x.shape[2:])}; "
                 "use 'replicate'"
             )
-        x = F.pad(x, (margin,) * 6, mode=pad_mode)
+        x = functional.pad(x, (margin,) * 6, mode=pad_mode)
     return x
 
 
@@ -84,9 +84,9 @@ class SameSizeOutput(nn.Module):
 def _window_steps(
     size: Sequence[int], window: Sequence[int], overlap: float, align: int
 ) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Per-axis windows (clipped to the aligned volume) and MONAI overlaps giving steps that are multiples of ``align``."""
+    """Per-axis windows (clipped to the aligned volume) and MONAI overlaps whose steps are multiples of ``align``."""
     windows, overlaps = [], []
-    for n, w in zip(size, window):
+    for n, w in zip(size, window, strict=True):
         w = min(w, n)
         step = max(align, int(w * (1.0 - overlap)) // align * align)
         windows.append(w)
@@ -137,8 +137,13 @@ def valid_sliding_window_inference(
     def predict(patch: torch.Tensor, coordinates: Sequence[Sequence[slice]]) -> torch.Tensor:
         # coordinates: per window [batch slice, channel slice, x, y, z] in ``aligned``; +2 margin in ``context``.
         pieces = [
-            context[where[0], :, where[2].start : where[2].stop + 2 * margin, where[3].start : where[3].stop + 2 * margin,
-                    where[4].start : where[4].stop + 2 * margin]
+            context[
+                where[0],
+                :,
+                where[2].start : where[2].stop + 2 * margin,
+                where[3].start : where[3].stop + 2 * margin,
+                where[4].start : where[4].stop + 2 * margin,
+            ]
             for where in coordinates
         ]
         return network(torch.cat(pieces).to(patch.device))

@@ -16,7 +16,7 @@ def brain_definition(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def brain_dataset(brain_definition: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dataset.json of the tiny brain sample (do not modify the folder)."""
-    from medseg.data.sample_build import build_sample
+    from medseg.data.build import build_sample
 
     return build_sample(brain_definition, tmp_path_factory.mktemp("brain") / "out")
 
@@ -29,6 +29,6 @@ def ct_definition(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ct_dataset(ct_definition: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dataset.json of the tiny CT phantom sample (do not modify the folder)."""
-    from medseg.data.sample_build import build_sample
+    from medseg.data.build import build_sample
 
     return build_sample(ct_definition, tmp_path_factory.mktemp("ct") / "out")

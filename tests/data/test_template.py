@@ -21,7 +21,8 @@ def test_tissue_template_grid_and_fractions() -> None:
     assert image.array.shape[1:] == labels.array.shape == (53, 65, 56)
     assert image.spacing == (3.0, 3.0, 3.0)
     np.testing.assert_allclose(image.affine, labels.affine)
-    # Brain box (26, 27, 0)..(171, 208, 155) - 6 mm: first block = 1 mm voxels (20, 21, -6) + 0..2, whose voxel 0 is at (-98, -134, -72).
+    # Brain box (26, 27, 0)..(171, 208, 155) - 6 mm: first block = 1 mm voxels (20, 21, -6) + 0..2;
+    # the template's voxel 0 is at (-98, -134, -72).
     np.testing.assert_allclose(image.affine[:3, 3], [-98 + 21, -134 + 22, -72 - 6 + 1])
     assert image.orientation == "RAS"
     assert labels.class_names == TISSUE_CLASSES

@@ -33,7 +33,9 @@ def foreground_dice(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(2 * (predicted & truth).sum() / (predicted.sum() + truth.sum()))
 
 
-def overfit(network: nn.Module, image: torch.Tensor, labels: torch.Tensor, max_steps: int, lr: float = 1e-2) -> tuple[float, int]:
+def overfit(
+    network: nn.Module, image: torch.Tensor, labels: torch.Tensor, max_steps: int, lr: float = 1e-2
+) -> tuple[float, int]:
     """Train with Adam + Dice-CE on one case; stop once the eval-mode Dice (checked every 5 steps) passes 0.9.
 
     Returns:

@@ -89,3 +89,11 @@ def test_overfits_one_sphere(
     network = build_network(NetworkConfig(name="deepmedic", deepmedic_channels=(4,) * 8, deepmedic_fc_channels=(8, 8)))
     dice, steps = overfit_run(network, image, labels[..., 24:-24, 24:-24, 24:-24], max_steps=80)
     assert dice > 0.9, f"Dice {dice:.3f} after {steps} steps"
+
+
+def test_dropout_sits_on_the_inputs_of_the_last_two_layers() -> None:
+    network = build_network(NetworkConfig(name="deepmedic", dropout=0.5, deepmedic_channels=(2,) * 8))
+    dropouts = [m.p for m in network.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.5, 0.5]
+    assert not isinstance(network.head[0][-2], torch.nn.Dropout)
+    assert isinstance(network.head[1][-2], torch.nn.Dropout) and isinstance(network.head[2][-2], torch.nn.Dropout)

@@ -54,7 +54,12 @@ def test_default_geometry() -> None:
     unet = network_geometry(NetworkConfig(name="unet"))
     assert (unet.train_patch, unet.infer_window, unet.margin, unet.align) == ((64,) * 3, (96,) * 3, 0, 1)
     deepmedic = network_geometry(NetworkConfig(name="deepmedic"))
-    assert (deepmedic.train_patch, deepmedic.infer_window, deepmedic.margin, deepmedic.align) == ((57,) * 3, (45,) * 3, 24, 3)
+    assert (deepmedic.train_patch, deepmedic.infer_window, deepmedic.margin, deepmedic.align) == (
+        (57,) * 3,
+        (45,) * 3,
+        24,
+        3,
+    )
     assert deepmedic.train_output == (9, 9, 9)
     assert deepmedic.infer_input == (93, 93, 93)
 
@@ -84,8 +89,13 @@ def test_bad_geometry_overrides_raise(changes: dict, message: str) -> None:
 @pytest.mark.parametrize("name", ["unet", "dynunet", "deepmedic"])
 def test_channels_follow_the_config(name: str) -> None:
     config = NetworkConfig(
-        name=name, in_channels=2, out_channels=4, channels=(4, 8, 16), strides=(2, 2),
-        deepmedic_channels=(2,) * 8, deepmedic_fc_channels=(4,),
+        name=name,
+        in_channels=2,
+        out_channels=4,
+        channels=(4, 8, 16),
+        strides=(2, 2),
+        deepmedic_channels=(2,) * 8,
+        deepmedic_fc_channels=(4,),
     )
     geometry = network_geometry(config)
     network = build_network(config).eval()

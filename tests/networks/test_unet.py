@@ -13,7 +13,9 @@ from medseg.networks import build_network
 
 
 def test_unet_keeps_the_input_size() -> None:
-    network = build_network(NetworkConfig(name="unet", in_channels=1, out_channels=3, channels=(4, 8, 16), strides=(2, 2)))
+    network = build_network(
+        NetworkConfig(name="unet", in_channels=1, out_channels=3, channels=(4, 8, 16), strides=(2, 2))
+    )
     with torch.no_grad():
         assert network(torch.zeros(2, 1, 16, 24, 32)).shape == (2, 3, 16, 24, 32)
 

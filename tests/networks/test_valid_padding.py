@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from medseg.config import NetworkConfig
 from medseg.errors import ConfigError
@@ -54,7 +54,7 @@ def test_stitched_windows_equal_one_whole_volume_forward(deepmedic: torch.nn.Mod
     x = torch.randn(1, 1, 30, 27, 21, generator=torch.Generator().manual_seed(1))
     counting = CountingNetwork(deepmedic)
     with torch.no_grad():
-        direct = deepmedic(F.pad(x, (geometry.margin,) * 6, mode="replicate"))
+        direct = deepmedic(functional.pad(x, (geometry.margin,) * 6, mode="replicate"))
         stitched = valid_sliding_window_inference(
             x, counting, (15, 15, 15), geometry.margin, align=geometry.align, overlap=0.5, sw_batch_size=8
         )

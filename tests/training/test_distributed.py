@@ -24,10 +24,10 @@ def test_two_cpu_processes_train_one_run(tiny_dataset: Path, tmp_path: Path) -> 
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "apps"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "medseg", "train", "--config", str(config), "--out", str(run),
     ]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run ") == 1  # only rank 0 reports... and writes
     last = load_checkpoint(run / "checkpoints" / "last.pt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from medseg.config import LossConfig
 from medseg.errors import ConfigError
@@ -22,7 +22,7 @@ def labels() -> torch.Tensor:
 
 def _logits(labels: torch.Tensor, sign: float) -> torch.Tensor:
     """Confident logits (B, 3, ...): +20 on the true class (sign 1) or on every other class (sign -1)."""
-    one_hot = F.one_hot(labels[:, 0], 3).permute(0, 4, 1, 2, 3).float()
+    one_hot = functional.one_hot(labels[:, 0], 3).permute(0, 4, 1, 2, 3).float()
     return sign * (2 * one_hot - 1) * 20
 
 
@@ -31,7 +31,9 @@ def test_available_losses() -> None:
 
 
 def test_unknown_loss_lists_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown loss 'tversky' \(choices: dice, dice_ce, generalized_dice, dice_focal\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown loss 'tversky' \(choices: dice, dice_ce, generalized_dice, dice_focal\)"
+    ):
         build_loss(LossConfig(name="tversky"), 3)
 
 
@@ -73,9 +75,10 @@ def test_dice_ce_adds_the_cross_entropy(labels: torch.Tensor) -> None:
 
 
 def test_uniform_prediction_dice_value(labels: torch.Tensor) -> None:
-    # Softmax 1/3 everywhere; per class c Dice = 2 * n_c / 3 / (n_c / 3 + n_c) = 0.5, so the loss is 0.5.
+    # Softmax 1/3 in all N = 512 voxels; class c with n_c voxels: Dice = 2 (n_c / 3) / (N / 3 + n_c).
     value = float(build_loss(LossConfig(name="dice", include_background=True), 3)(torch.zeros(2, 3, 8, 8, 8), labels))
-    assert value == pytest.approx(0.5, abs=1e-4)
+    dice = [2 * n / (512 + 3 * n) for n in (416, 64, 32)]
+    assert value == pytest.approx(1 - sum(dice) / 3, abs=1e-5)
 
 
 @pytest.mark.parametrize("name", ["dice", "dice_ce", "dice_focal"])
