@@ -60,7 +60,7 @@ def dice_boxplot(rows: Sequence[dict[str, Any]], class_names: Sequence[str], pat
     axes.set_title("Dice per class")
     axes.legend(handles=[Patch(color=COLOURS[0], alpha=0.5, label="model"),
                          Patch(color=COLOURS[7], alpha=0.5, label="majority-class baseline")],
-                fontsize=8, loc="center right")
+                fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _save(figure, Path(path))
