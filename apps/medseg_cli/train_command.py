@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             overrides.append(f"train.finetune.init_from={args.init_from.resolve()}")
         config = load_experiment(args.config, overrides)
         result = train(config, args.out)
+    if result.rank != 0:
+        return 0  # torchrun: one report, from the process that validated
     dice = "n/a" if math.isnan(result.best_dice) else f"{result.best_dice:.4f}"
     print(
         f"run {result.run_dir}: {result.epochs} epochs ({result.stop_reason}), best validation Dice {dice} "

@@ -26,7 +26,6 @@ from medseg.evaluation.metrics import METRIC_NAMES, ClassScores, score_labels, s
 from medseg.evaluation.report import EvaluationResult, evaluate_folders
 from medseg.evaluation.uncertainty import error_auroc, gaussian_crps, predictive_entropy, volume_crps
 
-
 __all__ = [
     "METRIC_NAMES",
     "ClassScores",

@@ -33,7 +33,9 @@ CALIBRATION_FILE = "calibration.json"
 DEFAULT_MAX_SAMPLES = 200_000
 
 
-def as_samples(values: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def as_samples(
+    values: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     """(N, C) values and (N,) int64 labels from either input layout (see module docstring)."""
     values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -43,7 +45,9 @@ def as_samples(values: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Ten
         samples = values.reshape(values.shape[0], -1).T
         labels = labels.reshape(-1)
     else:
-        raise ValueError(f"expected (N, C) with (N,) or (C, I, J, K) with (I, J, K), got {values.shape} and {labels.shape}")
+        raise ValueError(
+            f"expected (N, C) with (N,) or (C, I, J, K) with (I, J, K), got {values.shape} and {labels.shape}"
+        )
     if samples.shape[0] != labels.shape[0]:
         raise ValueError(f"{samples.shape[0]} samples but {labels.shape[0]} labels")
     labels = labels.astype(np.int64)
@@ -52,7 +56,9 @@ def as_samples(values: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Ten
     return samples, labels
 
 
-def subsample(samples: np.ndarray, labels: np.ndarray, max_samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def subsample(
+    samples: np.ndarray, labels: np.ndarray, max_samples: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_samples`` rows, drawn without replacement with a seeded generator."""
     if samples.shape[0] <= max_samples:
         return samples, labels

@@ -77,8 +77,10 @@ def prediction_files(pred_dir: str | Path) -> dict[str, Path]:
         elif _is_label_file(entry):
             case_id = source_name(entry)
             if case_id in found:
-                raise InputError(entry, f"case '{case_id}' has two predictions ({found[case_id].name} and {entry.name})",
-                                 "keep one prediction per case")
+                raise InputError(
+                    entry, f"case '{case_id}' has two predictions ({found[case_id].name} and {entry.name})",
+                    "keep one prediction per case",
+                )
             found[case_id] = entry
     return found
 

@@ -1,6 +1,8 @@
 """PNG figures of an evaluation: Dice box plot, contour overlays, reliability diagram.
 
-Drawn with matplotlib's Agg backend (no display needed) and written atomically.
+Drawn on ``matplotlib.figure.Figure`` objects, not pyplot: no global backend or figure
+state is touched (the napari app may run Qt beside it), and ``savefig`` renders with Agg
+without a display. Written atomically.
 Overlays are shown in radiological convention: the volume is reoriented to the closest
 RAS axes (nibabel), axial slices are drawn with the patient's right on the left and
 anterior at the top, with the voxel aspect ratio of the grid.
@@ -14,33 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import nibabel.orientations
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # before pyplot: figures are files, never windows
+from medseg.evaluation.calibration import ReliabilityData
+from medseg.io.atomic import atomic_path
+from medseg.types import spacing_from_affine
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-import nibabel.orientations  # noqa: E402
-import numpy as np  # noqa: E402
-
-from medseg.evaluation.calibration import ReliabilityData  # noqa: E402
-from medseg.io.atomic import atomic_path  # noqa: E402
-from medseg.types import spacing_from_affine  # noqa: E402
-
-COLOURS = plt.get_cmap("tab10").colors
+COLOURS = matplotlib.colormaps["tab10"].colors
 
 
-def _save(figure: Any, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     path = Path(path)
     with atomic_path(path) as temp:
         figure.savefig(temp, dpi=100, format="png")
-    plt.close(figure)
     return path
 
 
 def dice_boxplot(rows: Sequence[dict[str, Any]], class_names: Sequence[str], path: str | Path) -> Path:
     """Per-class Dice over cases, model beside baseline, as a box plot with the points on top."""
-    figure, axes = plt.subplots(figsize=(max(4.0, 1.8 * len(class_names) + 1.5), 4.0))
+    figure = Figure(figsize=(max(4.0, 1.8 * len(class_names) + 1.5), 4.0))
+    axes = figure.subplots()
     positions, data, colours = [], [], []
     for index, name in enumerate(class_names):
         for offset, (method, colour) in enumerate((("model", COLOURS[0]), ("baseline", COLOURS[7]))):
@@ -116,7 +115,8 @@ def overlay_montage(
     cases: Sequence[OverlayCase], class_names: Sequence[str], path: str | Path, n_slices: int = 3
 ) -> Path:
     """Rows of axial slices, one row per case: reference contours solid, prediction dashed."""
-    figure, axes = plt.subplots(len(cases), n_slices, figsize=(3.2 * n_slices, 3.4 * len(cases)), squeeze=False)
+    figure = Figure(figsize=(3.2 * n_slices, 3.4 * len(cases)))
+    axes = figure.subplots(len(cases), n_slices, squeeze=False)
     for row, case in enumerate(cases):
         truth = _canonical(np.asarray(case.truth), case.affine)
         prediction = _canonical(np.asarray(case.prediction), case.affine)
@@ -149,7 +149,8 @@ def overlay_montage(
 
 def reliability_diagram(data: ReliabilityData, path: str | Path, title: str = "Reliability (top label)") -> Path:
     """Accuracy against confidence per bin, with the diagonal and the bin counts."""
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(4.5, 5.5), height_ratios=(3, 1), sharex=True)
+    figure = Figure(figsize=(4.5, 5.5))
+    top, bottom = figure.subplots(2, 1, height_ratios=(3, 1), sharex=True)
     centres = (data.edges[:-1] + data.edges[1:]) / 2
     width = data.edges[1] - data.edges[0]
     filled = data.counts > 0

@@ -119,7 +119,9 @@ def markdown_table(summary: dict[str, dict[str, dict[str, dict]]], class_names: 
             continue
         for metric, title, digits in TABLE_METRICS:
             model = _cell(summary["model"][name][metric], digits)
-            baseline = _cell(summary["baseline"][name][metric], digits) if name in summary.get("baseline", {}) else ("", "")
+            baseline = ("", "")
+            if name in summary.get("baseline", {}):
+                baseline = _cell(summary["baseline"][name][metric], digits)
             lines.append(f"| {name} | {title} | {model[0]} | {model[1]} | {baseline[0]} | {baseline[1]} |")
     return "\n".join(lines) + "\n"
 

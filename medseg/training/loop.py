@@ -65,6 +65,8 @@ class TrainResult:
         best_dice: its mean validation Dice (NaN without validation).
         stop_reason: ``"max_epochs"`` or ``"early_stopping"``.
         seconds_per_iteration: mean wall time of one training iteration in this start.
+        rank: the process that returned this (torchrun); only rank 0 validated, so only
+            its ``best_*`` values are meaningful.
     """
 
     run_dir: Path
@@ -73,6 +75,7 @@ class TrainResult:
     best_dice: float
     stop_reason: str
     seconds_per_iteration: float
+    rank: int = 0
 
 
 def train(config: ExperimentConfig, run_dir: str | Path) -> TrainResult:
@@ -261,6 +264,7 @@ def _train(config: ExperimentConfig, paths: RunPaths, fresh: bool, context: dist
         run_dir=paths.root, epochs=state["epoch"], best_epoch=state["best_epoch"],
         best_dice=state["best_dice"] if state["best_epoch"] else math.nan, stop_reason=state["stop_reason"],
         seconds_per_iteration=train_seconds / train_iterations if train_iterations else math.nan,
+        rank=context.rank,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
+from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from torch import nn
 
@@ -60,8 +60,10 @@ def validate(
         validation label gives NaN (MONAI's ``ignore_empty``).
     """
     classes = len(class_names)
-    model_metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
-    baseline_metric = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
+    # Per-case Dice with MONAI's functional compute_dice: DiceMetric's buffers all-gather across
+    # torchrun processes, but only rank 0 validates.
+    model_scores: list[torch.Tensor] = []
+    baseline_scores: list[torch.Tensor] = []
     losses: list[float] = []
     model.eval()
     with torch.no_grad():
@@ -75,13 +77,21 @@ def validate(
             truth = one_hot(label.long(), num_classes=classes)
             prediction = one_hot(logits.argmax(dim=1, keepdim=True), num_classes=classes)
             background = one_hot(torch.zeros_like(label, dtype=torch.long), num_classes=classes)
-            model_metric(y_pred=prediction, y=truth)
-            baseline_metric(y_pred=background, y=truth)
+            model_scores.append(compute_dice(prediction, truth, include_background=False, ignore_empty=True).cpu())
+            baseline_scores.append(compute_dice(background, truth, include_background=False, ignore_empty=True).cpu())
     result = {"val_loss": sum(losses) / len(losses) if losses else math.nan}
-    for prefix, metric in (("val_dice", model_metric), ("baseline_dice", baseline_metric)):
-        values = metric.aggregate().detach().cpu().tolist() if losses else [math.nan] * (classes - 1)
+    for prefix, scores in (("val_dice", model_scores), ("baseline_dice", baseline_scores)):
+        values = _nan_mean(scores, classes - 1)
         for name, value in zip(class_names[1:], values):
-            result[f"{prefix}_{name}"] = float(value)
+            result[f"{prefix}_{name}"] = value
         finite = [v for v in values if math.isfinite(v)]
         result[f"{prefix}_mean"] = sum(finite) / len(finite) if finite else math.nan
     return result
+
+
+def _nan_mean(scores: list[torch.Tensor], count: int) -> list[float]:
+    """Mean over cases per class, skipping NaN (class absent from a case's label)."""
+    if not scores:
+        return [math.nan] * count
+    stacked = torch.cat(scores).double()  # (cases, classes)
+    return [float(v) for v in torch.nanmean(stacked, dim=0)]

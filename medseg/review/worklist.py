@@ -1,0 +1,176 @@
+"""A worklist: the cases of a ``medseg predict`` output folder (or the scans of a study folder),
+ordered so that those most in need of review come first.
+
+Order: cases not yet reviewed first; then failed cases and those with more QC flags; then
+higher mean uncertainty; then case id. A prediction folder is read from ``report.json``
+(``{"cases": [...]}``) when present, else from each ``<case>/case.json``; a case entry's keys
+are those ``medseg predict`` writes (``case_id``, ``input``, ``status``, ``qc_flags``,
+``mean_uncertainty``); its scan path ``input`` may be absolute or relative to the input root
+(``report.json``'s ``input_dir`` / ``input``, or the ``scan_root`` argument).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import InputError
+from medseg.review.review_log import LOG_NAME, latest_decisions
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_NAMES = ("seg.nii.gz", "seg.nii", "seg.nrrd", "seg.mha")
+UNCERTAINTY_NAMES = ("uncertainty.nii.gz", "uncertainty.nii", "uncertainty.nrrd", "uncertainty.mha")
+STUDY_REVIEW_DIR = "medseg_review"  # where labels drawn on a study folder's scans are saved
+OK_STATUS = ("", "ok", "done", "success", "predicted")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One case to review.
+
+    Attributes:
+        case_id: the case's name (a file or folder name, never a patient identifier).
+        scan: the scan file or DICOM series folder; None when it cannot be found.
+        prediction: the model's label file (never overwritten); None for a study folder.
+        uncertainty: the uncertainty map file, if written.
+        case_dir: the case's output folder (where the reviewed labels go); None for a study folder.
+        status: the prediction status (``"ok"``, ``"failed"``...).
+        qc_flags: QC flags of the prediction.
+        mean_uncertainty: mean uncertainty over the case (0..1), if known.
+        decision: the latest review decision (``"accepted"``/``"corrected"``), None when not reviewed.
+    """
+
+    case_id: str
+    scan: Path | None
+    prediction: Path | None = None
+    uncertainty: Path | None = None
+    case_dir: Path | None = None
+    status: str = "ok"
+    qc_flags: tuple[str, ...] = ()
+    mean_uncertainty: float | None = None
+    decision: str | None = None
+
+    @property
+    def needs_attention(self) -> int:
+        """Failed cases count as one more flag."""
+        return len(self.qc_flags) + (0 if self.status.lower() in OK_STATUS else 1)
+
+
+def order_key(item: WorkItem) -> tuple:
+    """Sort key: unreviewed first, then most flags, highest uncertainty, case id."""
+    return (item.decision is not None, -item.needs_attention, -(item.mean_uncertainty or 0.0), item.case_id)
+
+
+def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / name for name in names if (folder / name).is_file()), None)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"cannot be read as JSON ({error})", "run `medseg predict` again to rewrite it") from None
+
+
+def _scan_path(entry: Mapping[str, Any], roots: list[Path]) -> Path | None:
+    value = entry.get("input") or entry.get("scan") or entry.get("image")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_absolute():
+        return path if path.exists() else None
+    return next((root / path for root in roots if (root / path).exists()), None)
+
+
+def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path]) -> WorkItem:
+    case_id = str(entry.get("case_id") or entry.get("case") or entry.get("id") or "")
+    case_dir = folder / case_id
+    uncertainty = entry.get("mean_uncertainty")
+    return WorkItem(
+        case_id=case_id,
+        scan=_scan_path(entry, roots),
+        prediction=_first(case_dir, PREDICTION_NAMES),
+        uncertainty=_first(case_dir, UNCERTAINTY_NAMES),
+        case_dir=case_dir,
+        status=str(entry.get("status", "ok")),
+        qc_flags=tuple(str(flag) for flag in entry.get("qc_flags", ()) or ()),
+        mean_uncertainty=float(uncertainty) if isinstance(uncertainty, (int, float)) else None,
+    )
+
+
+def _prediction_entries(folder: Path) -> tuple[list[Mapping[str, Any]], list[Path]]:
+    """Case entries and candidate input roots of a prediction folder."""
+    report_path = folder / "report.json"
+    roots: list[Path] = []
+    if report_path.is_file():
+        report = _read_json(report_path)
+        for key in ("input_dir", "input", "input_root"):
+            if isinstance(report.get(key), str):
+                root = Path(report[key])
+                roots.append(root if root.is_absolute() else folder / root)
+        cases = report.get("cases", [])
+        if isinstance(cases, Mapping):
+            cases = [{"case_id": key, **value} for key, value in cases.items()]
+        return list(cases), roots
+    entries = []
+    for case_json in sorted(folder.glob("*/case.json")):
+        entry = _read_json(case_json)
+        entries.append({"case_id": case_json.parent.name, **entry})
+    if not entries:  # a bare folder of <case>/seg.nii.gz
+        entries = [{"case_id": p.parent.name} for p in sorted(folder.glob("*/seg.nii*"))]
+    return entries, roots
+
+
+def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) -> list[WorkItem]:
+    """The cases of a prediction output folder or of a study folder, most in need of review first.
+
+    Args:
+        folder: a ``medseg predict`` output folder (``report.json`` or ``<case>/case.json`` /
+            ``<case>/seg.nii.gz``), or a study folder of scans (then no predictions are attached).
+        scan_root: where the scans' relative ``input`` paths start (default: from report.json,
+            then the output folder's parent).
+
+    Returns:
+        WorkItems in review order, with the latest decision from ``review_log.json`` in ``folder``.
+
+    Raises:
+        InputError: the folder is missing, holds no cases, or has an unreadable report/case file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "is not a folder", "give a `medseg predict` output folder or a study folder")
+    entries, roots = _prediction_entries(folder)
+    roots = ([Path(scan_root)] if scan_root else []) + roots + [folder.parent, folder]
+    if entries:
+        items = [_item(entry, folder, roots) for entry in entries]
+    else:
+        items = _study_items(folder)
+    if not items:
+        raise InputError(folder, "holds no cases (no report.json, no <case>/case.json, no scans)",
+                         "give a `medseg predict` output folder or a folder of scans")
+    decisions = latest_decisions(folder / LOG_NAME)
+    items = [replace(item, decision=decisions.get(item.case_id)) for item in items]
+    return sorted(items, key=order_key)
+
+
+def _study_items(folder: Path) -> list[WorkItem]:
+    """Every scan that discovery finds in a study folder, without predictions."""
+    from medseg.io.discover import discover
+    from medseg.types import source_name
+
+    discovery = discover(folder)
+    items = []
+    for source in discovery.sources:
+        relative = source.path.relative_to(folder) if source.path != folder else Path(source.path.name)
+        name = "_".join((*relative.parent.parts, source_name(relative.name))) or source_name(folder)
+        items.append(WorkItem(case_id=name, scan=source.path, case_dir=folder / STUDY_REVIEW_DIR / name))
+    for skipped in discovery.skipped:
+        logger.info("worklist: skipped %s (%s)", skipped.path.name, skipped.reason)
+    return items
