@@ -146,6 +146,11 @@ def discover(folder: str | Path) -> Discovery:
     return Discovery(root=root, sources=tuple(sources), skipped=tuple(skipped))
 
 
+def _problem(error: InputError) -> str:
+    """The reason and hint of a reader's error, for ``ScanSource.problem``."""
+    return f"{error.reason} (hint: {error.hint})" if error.hint else error.reason
+
+
 def _walk(root: Path) -> list[Path]:
     """Every file under ``root`` in a stable order, hidden files and folders excluded."""
     found = []
@@ -160,7 +165,7 @@ def _image_file_source(path: Path, kind: str) -> ScanSource:
     try:
         shape, affine = nifti_grid(path) if kind == "nifti" else sitk_grid(path)
     except InputError as error:
-        return ScanSource(path=path, kind=kind, description=path.name, problem=error.reason)
+        return ScanSource(path=path, kind=kind, description=path.name, problem=_problem(error))
     return ScanSource(
         path=path,
         kind=kind,
@@ -176,7 +181,7 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
     try:
         header = read_dicom_header(path)
     except InputError as error:
-        return ScanSource(path=path, kind="dicom-file", description=path.name, problem=error.reason)
+        return ScanSource(path=path, kind="dicom-file", description=path.name, problem=_problem(error))
     if header is None:
         return SkippedFile(path, "not a DICOM file or a known image format")
     if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in header:
@@ -199,7 +204,7 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
                 modality=modality,
                 description=description,
                 series_uid=str(header.SeriesInstanceUID),
-                problem=error.reason,
+                problem=_problem(error),
             )
         return ScanSource(
             path=path,
@@ -220,7 +225,12 @@ def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanS
     files = tuple(path for path, _ in members)
     first = members[0][1]
     folders = {path.parent for path in files}
-    folder = folders.pop() if len(folders) == 1 else Path(os.path.commonpath([str(p) for p in files]))
+    if len(files) == 1:
+        folder = files[0]  # a lone slice: name the file itself
+    elif len(folders) == 1:
+        folder = folders.pop()
+    else:
+        folder = Path(os.path.commonpath([str(p) for p in files]))
     base = dict(
         path=folder,
         kind="dicom-series",
@@ -231,7 +241,7 @@ def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanS
     try:
         checked = check_series_files(folder, files, [header for _, header in members])
     except InputError as error:
-        return ScanSource(**base, problem=error.reason)
+        return ScanSource(**base, problem=_problem(error))
     affine = checked.geometry.affine
     return ScanSource(
         **base,
