@@ -34,3 +34,7 @@ class ConfigError(MedsegError):
 
 class OutputError(MedsegError):
     """A result that could not be written (read-only folder, full disk, ...)."""
+
+
+class Cancelled(MedsegError):
+    """A long operation (inference, a batch) stopped because the caller asked it to."""

@@ -9,9 +9,22 @@ from collections.abc import Sequence
 
 from medseg import __version__
 from medseg.errors import MedsegError
-from medseg_cli import evaluate_command, info_command, sample_command, train_command
+from medseg_cli import (
+    calibrate_command,
+    demo_command,
+    evaluate_command,
+    export_model_command,
+    info_command,
+    predict_command,
+    sample_command,
+    train_command,
+    view_command,
+)
 
-COMMANDS = (info_command, sample_command, train_command, evaluate_command)
+COMMANDS = (
+    info_command, sample_command, train_command, export_model_command, calibrate_command, predict_command,
+    evaluate_command, view_command, demo_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

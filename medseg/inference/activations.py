@@ -12,7 +12,8 @@ uncovered border voxels are 0.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as functional
 from torch import nn
 
 from medseg.errors import InputError
+from medseg.types import Volume
 
 CONV_TYPES = (nn.Conv3d, nn.ConvTranspose3d)
 DEFAULT_MAX_VOXELS = 256**3
@@ -97,7 +99,7 @@ def layer_activations(
         network: the model (its mode is left unchanged; evaluation mode is expected).
         image: (C, I, J, K) network input (already normalised), C = the network's input channels.
         layer: a name from ``layer_names(network)``.
-        channels: channel indices to return; default the first ``max_channels``.
+        channels: channel indices to return (those the layer lacks are dropped); default the first ``max_channels``.
         max_channels: at most this many channels are returned.
         align: the input is padded (edge values) to a multiple of this per axis (UNet strides),
             and by ``network.margin`` voxels per side when the network has one (valid convolutions).
@@ -137,9 +139,10 @@ def layer_activations(
         handle.remove()
     feature = captured[0][0].float().cpu()  # (channels, F0, F1, F2)
     total = int(feature.shape[0])
-    chosen = tuple(range(min(max_channels, total))) if channels is None else tuple(int(c) for c in channels)
-    if not chosen or any(not 0 <= c < total for c in chosen):
-        raise InputError(layer, f"channels {list(chosen)} outside 0..{total - 1}", "choose existing channels")
+    asked = tuple(range(min(max_channels, total))) if channels is None else tuple(int(c) for c in channels)
+    chosen = tuple(c for c in asked if 0 <= c < total)  # channels beyond this layer's count are dropped
+    if not chosen:
+        raise InputError(layer, f"channels {list(asked)} outside 0..{total - 1}", "choose existing channels")
     chosen = chosen[:max_channels]
     mapped = _to_input_grid(feature[list(chosen)], tensor.shape[2:])
     array = mapped[(slice(None), *(slice(margin, margin + s) for s in shape))].numpy().astype(np.float32)
@@ -158,3 +161,37 @@ def scan_activations(
 ) -> Activations:
     """``layer_activations`` for a raw (C, I, J, K) scan array, normalised by ``preprocess`` first."""
     return layer_activations(network, preprocess(np.asarray(image)), layer, channels, **options)
+
+
+def predictor_activations(
+    predictor: Any, volume: Volume, layer: str, channels: Sequence[int] | None = None, **options: object
+) -> Activations:
+    """Activations exactly as the Predictor feeds the network, mapped back onto ``volume``'s grid.
+
+    The scan goes through the model's own preprocessing (orientation, resampling, normalisation;
+    ``medseg.inference.preprocess.preprocess_volume``); the maps, on that network grid, are
+    resampled onto the source grid with MONAI's ``SpatialResample`` (bilinear, zeros outside).
+
+    Args:
+        predictor: a ``medseg.inference.predictor.Predictor``.
+        volume: (C, I, J, K) scan.
+        layer, channels, options: as for ``layer_activations``.
+
+    Returns:
+        Activations with ``array`` (n, I, J, K) on ``volume``'s grid.
+    """
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    from medseg.inference.preprocess import preprocess_volume
+
+    with torch.inference_mode():
+        image = preprocess_volume(volume, predictor.config)
+    grid_affine = torch.as_tensor(np.asarray(image.affine, dtype=np.float64))
+    result = layer_activations(predictor.network, image.as_tensor().cpu().numpy(), layer, channels,
+                               device=getattr(predictor, "device", "cpu"), **options)
+    resample = SpatialResample(mode="bilinear", padding_mode="zeros", align_corners=False, dtype=torch.float32)
+    moved = resample(MetaTensor(torch.from_numpy(result.array), affine=grid_affine),
+                     dst_affine=torch.as_tensor(np.asarray(volume.affine, dtype=np.float64)),
+                     spatial_size=volume.spatial_shape)
+    return replace(result, array=moved.as_tensor().float().numpy())

@@ -5,8 +5,10 @@ Order: cases not yet reviewed first; then failed cases and those with more QC fl
 higher mean uncertainty; then case id. A prediction folder is read from ``report.json``
 (``{"cases": [...]}``) when present, else from each ``<case>/case.json``; a case entry's keys
 are those ``medseg predict`` writes (``case_id``, ``input``, ``status``, ``qc_flags``,
-``mean_uncertainty``); its scan path ``input`` may be absolute or relative to the input root
-(``report.json``'s ``input_dir`` / ``input``, or the ``scan_root`` argument).
+``mean_uncertainty`` or ``mean_uncertainty_in_structures``); its scan path ``input`` may be
+absolute or relative to the input root (``report.json``'s ``input``, or the ``scan_root``
+argument); class names come from
+``report.json``'s ``model.class_names``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 PREDICTION_NAMES = ("seg.nii.gz", "seg.nii", "seg.nrrd", "seg.mha")
 UNCERTAINTY_NAMES = ("uncertainty.nii.gz", "uncertainty.nii", "uncertainty.nrrd", "uncertainty.mha")
 STUDY_REVIEW_DIR = "medseg_review"  # where labels drawn on a study folder's scans are saved
-OK_STATUS = ("", "ok", "done", "success", "predicted")
+OK_STATUS = ("", "ok", "skipped-complete", "done")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class WorkItem:
         qc_flags: QC flags of the prediction.
         mean_uncertainty: mean uncertainty over the case (0..1), if known.
         decision: the latest review decision (``"accepted"``/``"corrected"``), None when not reviewed.
+        class_names: the model's class names (index = label value), when the report gives them.
     """
 
     case_id: str
@@ -54,6 +57,7 @@ class WorkItem:
     qc_flags: tuple[str, ...] = ()
     mean_uncertainty: float | None = None
     decision: str | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def needs_attention(self) -> int:
@@ -74,7 +78,8 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"cannot be read as JSON ({error})", "run `medseg predict` again to rewrite it") from None
+        raise InputError(path, f"cannot be read as JSON ({error})",
+                         "run `medseg predict` again to rewrite it") from None
 
 
 def _scan_path(entry: Mapping[str, Any], roots: list[Path]) -> Path | None:
@@ -89,10 +94,10 @@ def _scan_path(entry: Mapping[str, Any], roots: list[Path]) -> Path | None:
     return next((root / path for root in roots if (root / path).exists()), None)
 
 
-def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path]) -> WorkItem:
+def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path], class_names: tuple[str, ...]) -> WorkItem:
     case_id = str(entry.get("case_id") or entry.get("case") or entry.get("id") or "")
     case_dir = folder / case_id
-    uncertainty = entry.get("mean_uncertainty")
+    uncertainty = entry.get("mean_uncertainty", entry.get("mean_uncertainty_in_structures"))
     return WorkItem(
         case_id=case_id,
         scan=_scan_path(entry, roots),
@@ -102,30 +107,43 @@ def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path]) -> WorkItem
         status=str(entry.get("status", "ok")),
         qc_flags=tuple(str(flag) for flag in entry.get("qc_flags", ()) or ()),
         mean_uncertainty=float(uncertainty) if isinstance(uncertainty, (int, float)) else None,
+        class_names=class_names,
     )
 
 
-def _prediction_entries(folder: Path) -> tuple[list[Mapping[str, Any]], list[Path]]:
-    """Case entries and candidate input roots of a prediction folder."""
+def _input_roots(value: str, folder: Path) -> list[Path]:
+    """Where relative case inputs may start: the batch input (as given, from the current folder or
+    beside the output folder); for a single-file input, its folder."""
+    given = Path(value)
+    candidates = [given] if given.is_absolute() else [Path.cwd() / given, folder.parent / given, folder / given]
+    roots = []
+    for root in candidates:
+        roots.extend([root.parent, root] if root.is_file() else [root])
+    return roots
+
+
+def _prediction_entries(folder: Path) -> tuple[list[Mapping[str, Any]], list[Path], tuple[str, ...]]:
+    """Case entries, candidate input roots and the model's class names of a prediction folder."""
     report_path = folder / "report.json"
     roots: list[Path] = []
     if report_path.is_file():
         report = _read_json(report_path)
         for key in ("input_dir", "input", "input_root"):
             if isinstance(report.get(key), str):
-                root = Path(report[key])
-                roots.append(root if root.is_absolute() else folder / root)
+                roots.extend(_input_roots(report[key], folder))
+        model = report.get("model")
+        names = model.get("class_names", ()) if isinstance(model, Mapping) else ()
         cases = report.get("cases", [])
         if isinstance(cases, Mapping):
             cases = [{"case_id": key, **value} for key, value in cases.items()]
-        return list(cases), roots
+        return list(cases), roots, tuple(str(n) for n in names or ())
     entries = []
     for case_json in sorted(folder.glob("*/case.json")):
         entry = _read_json(case_json)
         entries.append({"case_id": case_json.parent.name, **entry})
     if not entries:  # a bare folder of <case>/seg.nii.gz
         entries = [{"case_id": p.parent.name} for p in sorted(folder.glob("*/seg.nii*"))]
-    return entries, roots
+    return entries, roots, ()
 
 
 def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) -> list[WorkItem]:
@@ -146,10 +164,10 @@ def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) ->
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder", "give a `medseg predict` output folder or a study folder")
-    entries, roots = _prediction_entries(folder)
+    entries, roots, class_names = _prediction_entries(folder)
     roots = ([Path(scan_root)] if scan_root else []) + roots + [folder.parent, folder]
     if entries:
-        items = [_item(entry, folder, roots) for entry in entries]
+        items = [_item(entry, folder, roots, class_names) for entry in entries]
     else:
         items = _study_items(folder)
     if not items:

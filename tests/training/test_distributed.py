@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import tiny_config_dict
+from training_helpers import tiny_config_dict
 
 from medseg.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_one_run(tiny_dataset: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(tiny_dataset, **{"train.max_epochs": 2})))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from training_helpers import tiny_config
 
-from medseg.config import ExperimentConfig, NetworkConfig
+from medseg.config import ExperimentConfig, NetworkConfig, load_experiment
 from medseg.data.splits import load_split
 from medseg.networks import build_network, network_geometry
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -164,3 +164,24 @@ def test_crop_to_output_centres_the_label_on_a_valid_networks_output() -> None:
     cropped = crop_to_output(label, (3, 3, 3))
     assert torch.equal(cropped, label[:, :, 2:5, 2:5, 2:5])
     assert math.isclose(float(cropped[0, 0, 1, 1, 1]), float(label[0, 0, 3, 3, 3]))
+
+
+def test_deepmedic_trains_on_segments_and_validates_by_valid_sliding_windows(tiny_dataset: Path, tmp_path: Path) -> None:
+    network = {"name": "deepmedic", "deepmedic_channels": [4, 4, 4], "deepmedic_fc_channels": [8],
+               "deepmedic_residual_layers": [3], "patch_size": [], "window_size": [12, 12, 12]}
+    config = tiny_config(tiny_dataset, network=network, sampling__name="deepmedic", sampling__samples_per_case=4,
+                         train__max_epochs=1)
+    geometry = network_geometry(config.network)
+    assert geometry.margin == 9 and geometry.train_patch == (27, 27, 27)  # 9^3 outputs
+    result = train(config, tmp_path / "run")
+    row = _rows(tmp_path / "run")[0]
+    assert result.epochs == 1 and 0.0 <= float(row["val_dice_sphere"]) <= 1.0
+    assert float(row["baseline_dice_sphere"]) == 0.0
+
+
+def test_presets_load_and_fit_their_networks() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for name in ("brain-tissue-unet", "brain-tissue-deepmedic", "ct-phantom-unet"):
+        config = load_experiment(root / "models" / "presets" / f"{name}.yaml")
+        assert Path(config.data.dataset_json).is_absolute() and config.data.dataset_json.endswith("dataset.json")
+        network_geometry(config.network)  # raises on a patch the network cannot take

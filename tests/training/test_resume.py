@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
-from conftest import tiny_config_dict
+from training_helpers import tiny_config_dict
 
 from medseg.config import load_experiment
 from medseg.training.checkpoint import load_checkpoint
@@ -37,6 +38,7 @@ def _epochs_logged(run: Path) -> int:
     return max(len(log.read_text().splitlines()) - 1, 0) if log.is_file() else 0
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_dataset: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(tiny_dataset, **{"train.max_epochs": EPOCHS, "train.val_every": 2})))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import tiny_config_dict
+from training_helpers import tiny_config_dict
 from medseg.training.checkpoint import load_checkpoint
 from medseg_cli.main import main
 

@@ -1,0 +1,51 @@
+"""`medseg export-model`: turn a training run into a model folder for inference.
+
+    medseg export-model RUN_DIR --out MODEL_DIR [--checkpoint best|last] [--name NAME] [--force] [--no-qc]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    parser = subparsers.add_parser(
+        "export-model",
+        help="build a model folder (config, weights, model card) from a training run",
+        description="Write MODEL_DIR/model.yaml, weights.pt (tensors only) and model_card.json (classes, colours, "
+        "training facts, validation Dice vs the majority baseline, QC ranges from the training split). "
+        "The folder appears complete or not at all.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by `medseg train`")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to create")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best validation Dice (default) or the last epoch")
+    parser.add_argument("--name", default="", help="model name for the card (default: the folder name)")
+    parser.add_argument("--description", default="", help="a sentence or two for the model card")
+    parser.add_argument("--largest-component", action="store_true",
+                        help="keep only the largest connected component of each class at inference")
+    parser.add_argument("--force", action="store_true", help="replace a folder holding a different model")
+    parser.add_argument("--no-qc", action="store_true",
+                        help="skip the QC ranges (when the training data are not available)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and print where the model is and what it scored."""
+    from medseg.inference.model_folder import export_model_folder, load_model_folder
+
+    path = export_model_folder(
+        args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
+        overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
+    )
+    card = load_model_folder(path).card
+    training = card.training
+    dice = training.get("val_dice_mean")
+    baseline = training.get("baseline_dice_mean")
+    scores = "no validation" if dice is None else f"validation Dice {dice:.4f}" + (
+        f" (majority baseline {baseline:.4f})" if baseline is not None else "")
+    print(f"model {path}: {card.network}, classes {', '.join(card.class_names)}; epoch "
+          f"{training.get('validation_epoch') or training.get('epochs')}, {scores}")
+    return 0

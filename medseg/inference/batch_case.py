@@ -1,0 +1,265 @@
+"""One case of a batch: check completion, read, predict, write the outputs, record completion.
+
+Outputs in ``OUT/<case_id>/`` (each written atomically, ``complete.json`` last):
+
+* ``seg.nii.gz``: labels on the source grid (``medseg.io.write_labels``);
+* ``seg.dcm``: a DICOM-SEG referencing the source series, for DICOM input;
+* ``uncertainty.nii.gz``: (I, J, K) float32 predictive entropy / log(C), when asked;
+* ``probabilities.nii.gz``: (I, J, K, C) float32 calibrated softmax, when asked (the layout
+  ``medseg evaluate`` reads);
+* ``case.json``: what happened (also for failed cases), with nothing from the DICOM tags
+  beyond the coded Modality;
+* ``complete.json``: the completion record (``medseg.inference.completion``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medseg.errors import InputError, MedsegError
+from medseg.inference import completion
+from medseg.io.atomic import atomic_path, atomic_write_text
+from medseg.io.discover import ScanSource
+from medseg.io.read import read_source
+from medseg.io.write import write_labels
+from medseg.types import Volume
+
+LOGGER = logging.getLogger(__name__)
+SEG_FILE = "seg.nii.gz"
+DICOM_SEG_FILE = "seg.dcm"
+UNCERTAINTY_FILE = "uncertainty.nii.gz"
+PROBABILITIES_FILE = "probabilities.nii.gz"
+CASE_FILE = "case.json"
+OUTPUT_FILES = (SEG_FILE, DICOM_SEG_FILE, UNCERTAINTY_FILE, PROBABILITIES_FILE, CASE_FILE)
+DICOM_KINDS = ("dicom-series", "dicom-enhanced")
+# Companion data files of header/data pairs (.mhd + .raw, .nhdr + .raw.gz), hashed with their header.
+_COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".img", ".img.gz")
+
+
+@dataclass(frozen=True)
+class CasePlan:
+    """One scan of the batch.
+
+    Attributes:
+        case_id: the pseudonymous output folder name.
+        relative_input: the scan's path relative to the batch input (POSIX).
+        source: what ``medseg.io.discover`` found.
+    """
+
+    case_id: str
+    relative_input: str
+    source: ScanSource
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """What every case of a batch shares.
+
+    Attributes:
+        out_dir: the batch output folder.
+        model_sha256: fingerprint of the model folder.
+        uncertainty: write ``uncertainty.nii.gz``.
+        probabilities: write ``probabilities.nii.gz``.
+        tta: mirror test-time augmentation (recorded: it changes the outputs).
+    """
+
+    out_dir: Path
+    model_sha256: str
+    uncertainty: bool = False
+    probabilities: bool = False
+    tta: bool = False
+
+    def options(self, dicom: bool) -> dict[str, Any]:
+        """The output-changing settings kept in the completion record."""
+        from medseg import __version__
+
+        return {"uncertainty": self.uncertainty, "probabilities": self.probabilities, "tta": self.tta,
+                "dicom_seg": dicom, "medseg": __version__}
+
+
+class CaseFailure(Exception):
+    """A case stopped at ``stage`` for ``reason`` (identifier-free)."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+def input_files(source: ScanSource) -> list[Path]:
+    """The files a source is read from: every slice of a series, or the image file (and its data file)."""
+    if source.files:
+        return list(source.files)
+    path = Path(source.path)
+    if not path.is_file():
+        return []
+    stem = path.name.split(".")[0]
+    companions = sorted(p for p in path.parent.glob(f"{stem}.*")
+                        if p != path and p.name.lower().endswith(_COMPANION_SUFFIXES))
+    return [path, *companions]
+
+
+def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str, Any]:
+    """Do one case unless it is complete; never raises for a bad case.
+
+    Args:
+        plan: the scan and its case id.
+        predictor: a ``medseg.inference.predictor.Predictor`` (``predict``, ``class_names``, ``modalities``).
+        settings: output folder, model fingerprint and options.
+
+    Returns:
+        The case's report entry (the content of its ``case.json``), with ``status`` ``"ok"``,
+        ``"failed"`` (with ``stage`` and ``reason``) or ``"skipped-complete"``.
+    """
+    case_dir = settings.out_dir / plan.case_id
+    dicom = plan.source.kind in DICOM_KINDS
+    options = settings.options(dicom)
+    timings: dict[str, float] = {}
+    entry: dict[str, Any] = {
+        "case_id": plan.case_id, "input": plan.relative_input, "kind": plan.source.kind,
+        "modality": plan.source.modality, "status": "failed", "outputs": [], "qc_flags": [],
+        "class_volumes_ml": {}, "timings_s": timings,
+    }
+    try:
+        input_sha256 = _timed(timings, "hash", lambda: _hash_inputs(plan.source))
+        if completion.is_complete(case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256,
+                                  options=options):
+            return _skipped_entry(case_dir, entry)
+        _prepare_folder(case_dir)
+        volume = _timed(timings, "read", lambda: _read(plan.source, predictor))
+        entry.update(shape=list(volume.spatial_shape), spacing_mm=[round(s, 4) for s in volume.spacing],
+                     orientation=volume.orientation)
+        prediction = _timed(timings, "predict", lambda: _predict(predictor, volume))
+        _timed(timings, "write", lambda: _write_outputs(case_dir, volume, prediction, predictor, settings,
+                                                          dicom, entry))
+        _timed(timings, "record", lambda: completion.write_record(
+            case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256, options=options,
+            outputs=[*entry["outputs"], CASE_FILE]))
+    except CaseFailure as failure:
+        entry.update(status="failed", stage=failure.stage, reason=failure.reason, outputs=[])
+        LOGGER.info("%s (%s) failed at %s: %s", plan.case_id, plan.relative_input, failure.stage, failure.reason)
+        _write_case_json(case_dir, entry, quiet=True)
+    return entry
+
+
+def _timed(timings: dict[str, float], stage: str, work: Callable[[], Any]) -> Any:
+    """Run one stage, record its seconds, and turn its errors into a CaseFailure naming the stage."""
+    start = time.perf_counter()
+    try:
+        return work()
+    except CaseFailure:
+        raise
+    except InputError as error:
+        raise CaseFailure(_stage_name(stage), error.reason + (f" (hint: {error.hint})" if error.hint else "")) from error
+    except MedsegError as error:
+        raise CaseFailure(_stage_name(stage), str(error)) from error
+    except MemoryError as error:
+        raise CaseFailure(_stage_name(stage), "out of memory (hint: use fewer --workers or a smaller scan)") from error
+    except OSError as error:
+        raise CaseFailure(_stage_name(stage), f"{error.strerror or type(error).__name__}") from error
+    except Exception as error:  # noqa: BLE001 - one bad case must never stop the batch
+        # Messages of unexpected errors from the reading/writing libraries may quote tag values,
+        # so only the type goes into the report; the traceback goes to the debug log.
+        LOGGER.debug("unexpected error in stage %s", stage, exc_info=True)
+        detail = f": {error}" if stage == "predict" else " (run with --debug for the traceback)"
+        raise CaseFailure(_stage_name(stage), f"unexpected {type(error).__name__}{detail}") from error
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 4)
+
+
+def _stage_name(stage: str) -> str:
+    """Report stages are read / predict / write: hashing the inputs is reading, the record is writing."""
+    return {"hash": "read", "record": "write"}.get(stage, stage)
+
+
+def _hash_inputs(source: ScanSource) -> str:
+    files = input_files(source)
+    if not files:
+        raise InputError(source.path, "no input file found for this scan", "check that the input still exists")
+    return completion.files_sha256(files)
+
+
+def _skipped_entry(case_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry of a complete case: its recorded case.json with the new status and timings."""
+    recorded = json.loads((case_dir / CASE_FILE).read_text(encoding="utf-8"))
+    recorded.update(status="skipped-complete", timings_s=entry["timings_s"])
+    return recorded
+
+
+def _prepare_folder(case_dir: Path) -> None:
+    """Create the folder; drop the old record (the case is partial from now on) and stale temp files."""
+    case_dir.mkdir(parents=True, exist_ok=True)
+    completion.remove_record(case_dir)
+    for temp in case_dir.glob(".*.tmp-*"):  # left by a killed run (atomic_path's temp names)
+        temp.unlink(missing_ok=True)
+
+
+def _read(source: ScanSource, predictor: Any) -> Volume:
+    return read_source(source, modalities=tuple(predictor.modalities))
+
+
+def _predict(predictor: Any, volume: Volume) -> Any:
+    return predictor.predict(volume)
+
+
+def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: Any, settings: CaseSettings,
+                   dicom: bool, entry: dict[str, Any]) -> None:
+    """Every output file, then case.json; fills the entry's outputs, QC flags and volumes."""
+    written = [SEG_FILE]
+    write_labels(prediction.labels, case_dir / SEG_FILE, volume)
+    if dicom:
+        from medseg.io.dicomseg import write_dicom_seg  # lazy: highdicom is heavy
+
+        write_dicom_seg(prediction.labels, case_dir / DICOM_SEG_FILE, volume, tuple(predictor.class_names))
+        written.append(DICOM_SEG_FILE)
+    if settings.uncertainty:
+        write_float_map(prediction.uncertainty, case_dir / UNCERTAINTY_FILE, volume.affine)
+        written.append(UNCERTAINTY_FILE)
+    if settings.probabilities:
+        write_float_map(np.moveaxis(prediction.probabilities, 0, -1), case_dir / PROBABILITIES_FILE, volume.affine)
+        written.append(PROBABILITIES_FILE)
+    for stale in set(OUTPUT_FILES) - set(written) - {CASE_FILE}:  # from an earlier run with other options
+        (case_dir / stale).unlink(missing_ok=True)
+    mean_uncertainty = float(prediction.mean_uncertainty)
+    entry.update(
+        status="ok",
+        outputs=written,
+        qc_flags=list(prediction.qc_flags),
+        class_volumes_ml={str(k): round(float(v), 3) for k, v in prediction.class_volumes_ml.items()},
+        mean_uncertainty_in_structures=None if math.isnan(mean_uncertainty) else round(mean_uncertainty, 4),
+        predictor_timings_s={k: round(float(v), 4) for k, v in prediction.timings.items()},
+    )
+    _write_case_json(case_dir, entry)
+
+
+def write_float_map(array: np.ndarray, path: Path, affine: np.ndarray) -> Path:
+    """A float32 NIfTI ((I, J, K) or (I, J, K, C)) on the grid of ``affine``, atomically, no identifying text."""
+    image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine=None)
+    image.set_sform(np.asarray(affine, dtype=np.float64), code=1)
+    image.set_qform(np.asarray(affine, dtype=np.float64), code=1)
+    image.header.set_xyzt_units("mm", "unknown")
+    image.header["descrip"] = b"medseg"
+    with atomic_path(path) as temp:
+        nib.save(image, temp)
+    return path
+
+
+def _write_case_json(case_dir: Path, entry: Mapping[str, Any], quiet: bool = False) -> None:
+    """case.json, atomically; for a failed case a write error is only logged (the report still names it)."""
+    try:
+        case_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(case_dir / CASE_FILE, json.dumps(entry, indent=2) + "\n")
+    except (MedsegError, OSError) as error:
+        if not quiet:
+            raise
+        LOGGER.warning("%s: cannot write case.json (%s)", case_dir.name, error)

@@ -1,0 +1,173 @@
+"""The model card (``model_card.json``): what a model segments, its colours, how it was trained, QC ranges.
+
+Layout (format ``medseg-model-card/1``)::
+
+    {"format", "name", "description", "network", "class_names": [..], "colors": ["#rrggbb", ..],
+     "modalities": [..], "postprocess": {"largest_component": bool, "min_component_ml": float},
+     "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null}
+
+Colours are hex RGB strings, index = label value; background is black (shown transparent).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import InputError
+from medseg.inference.qc import QCReference
+
+CARD_FORMAT = "medseg-model-card/1"
+BACKGROUND_COLOR = "#000000"
+# Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
+PALETTE = (
+    "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4",
+    "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff",
+)
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def default_colors(class_count: int) -> tuple[str, ...]:
+    """Background black, then the palette (cycled past 12 classes)."""
+    return (BACKGROUND_COLOR, *(PALETTE[i % len(PALETTE)] for i in range(class_count - 1)))
+
+
+def hex_to_rgb(color: str) -> tuple[float, float, float]:
+    """``"#rrggbb"`` -> (r, g, b) in 0..1."""
+    return tuple(int(color[i : i + 2], 16) / 255.0 for i in (1, 3, 5))
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """Label-map clean-up applied by the Predictor.
+
+    Attributes:
+        largest_component: keep only the largest connected component of each class.
+        min_component_ml: remove components smaller than this many mL (0 = keep all).
+    """
+
+    largest_component: bool = False
+    min_component_ml: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The parsed model card.
+
+    Attributes:
+        name: model name (folder name by default).
+        class_names: label names, index = label value, background first.
+        colors: ``"#rrggbb"`` per class.
+        modalities: input channel names in order.
+        network: registry name of the network.
+        description: one paragraph for people.
+        postprocess: clean-up settings.
+        training: facts about the training run (command, data, seed, epochs, Dice vs baseline, time...).
+        qc: ranges from the training split, or None.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    colors: tuple[str, ...]
+    modalities: tuple[str, ...]
+    network: str
+    description: str = ""
+    postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
+    training: dict[str, Any] = field(default_factory=dict)
+    qc: QCReference | None = None
+
+    @property
+    def rgb(self) -> tuple[tuple[float, float, float], ...]:
+        """Colours as RGB 0..1 per class."""
+        return tuple(hex_to_rgb(c) for c in self.colors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return {
+            "format": CARD_FORMAT, "name": self.name, "description": self.description, "network": self.network,
+            "class_names": list(self.class_names), "colors": list(self.colors), "modalities": list(self.modalities),
+            "postprocess": {"largest_component": self.postprocess.largest_component,
+                            "min_component_ml": self.postprocess.min_component_ml},
+            "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
+        }
+
+
+def write_card_text(card: ModelCard) -> str:
+    """The card as indented JSON text (NaN written as null)."""
+    return json.dumps(_finite(card.to_dict()), indent=2) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: turn non-finite floats into None."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
+    values = data.get(key)
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise InputError(path, f"'{key}' must be a non-empty list of strings, got {values!r}",
+                         "re-export the model with `medseg export-model`")
+    return tuple(values)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Parse ``model_card.json``.
+
+    Raises:
+        InputError: unreadable, not a medseg card, or a missing or malformed key (named).
+    """
+    path = Path(path)
+    hint = "re-export the model with `medseg export-model RUN_DIR --out MODEL_DIR`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(path, f"cannot read the model card ({error.strerror})", hint) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"the model card is not valid JSON ({error})", hint) from None
+    if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+        raise InputError(path, f"not a medseg model card (expected format '{CARD_FORMAT}')", hint)
+    class_names = _strings(data, "class_names", path)
+    modalities = _strings(data, "modalities", path)
+    colors = tuple(data.get("colors") or default_colors(len(class_names)))
+    if len(colors) != len(class_names) or not all(isinstance(c, str) and _HEX.match(c) for c in colors):
+        raise InputError(path, f"'colors' must hold one '#rrggbb' per class ({len(class_names)}), got {colors!r}", hint)
+    post = data.get("postprocess") or {}
+    try:
+        postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
+                                          float(post.get("min_component_ml", 0.0)))
+    except (TypeError, ValueError, AttributeError):
+        raise InputError(path, f"'postprocess' is malformed: {post!r}", hint) from None
+    qc = data.get("qc")
+    return ModelCard(
+        name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,
+        modalities=modalities, network=str(data.get("network", "")), description=str(data.get("description", "")),
+        postprocess=postprocess, training=dict(data.get("training") or {}),
+        qc=QCReference.from_dict(qc, path) if qc else None,
+    )
+
+
+def check_card_fits(card: ModelCard, in_channels: int, out_channels: int, path: Path) -> None:
+    """InputError unless the card's modalities and classes match the network's channel counts."""
+    problems: list[str] = []
+    if len(card.modalities) != in_channels:
+        problems.append(f"{len(card.modalities)} modalities but network.in_channels={in_channels}")
+    if len(card.class_names) != out_channels:
+        problems.append(f"{len(card.class_names)} classes but network.out_channels={out_channels}")
+    if problems:
+        raise InputError(path, "the model card does not fit model.yaml: " + "; ".join(problems),
+                         "the folder mixes files of different models; re-export it")
+
+
+def names_or_default(names: Sequence[str], count: int, prefix: str) -> tuple[str, ...]:
+    """``names`` if there are ``count`` of them, else ``prefix0, prefix1, ...``."""
+    return tuple(names) if len(names) == count else tuple(f"{prefix}{i}" for i in range(count))

@@ -1,0 +1,256 @@
+"""A model folder: everything inference needs, nothing that runs code when loaded.
+
+Layout::
+
+    MODEL/model.yaml         the ExperimentConfig as plain YAML (data paths blanked: irrelevant here)
+    MODEL/weights.pt         the network's state_dict only, read with torch.load(weights_only=True)
+    MODEL/model_card.json    names, colours, modalities, training facts, QC ranges (medseg.inference.model_card)
+    MODEL/calibration.json   optional temperature (medseg.evaluation.calibration); absent = T 1
+
+``export_model_folder`` builds one from a training run, into a temporary sibling folder
+that is renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from torch import nn
+
+from medseg.config import ExperimentConfig, config_to_dict, load_config, load_yaml
+from medseg.errors import ConfigError, InputError, OutputError
+from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
+from medseg.inference.model_card import ModelCard, check_card_fits, read_card, write_card_text
+from medseg.networks import build_network
+
+CONFIG_FILE = "model.yaml"
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "model_card.json"
+EXPORT_HINT = "export the model again with `medseg export-model RUN_DIR --out MODEL_DIR`"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A loaded model folder.
+
+    Attributes:
+        path: the folder.
+        config: the experiment the weights were trained with.
+        card: the parsed model card.
+        state_dict: the network's weights (CPU tensors), checked to fit ``config.network``.
+        temperature: temperature-scaling T from calibration.json (1.0 without it).
+    """
+
+    path: Path
+    config: ExperimentConfig
+    card: ModelCard
+    state_dict: dict[str, torch.Tensor]
+    temperature: float = 1.0
+
+    def build_network(self) -> nn.Module:
+        """The network with the weights loaded, in eval mode, on the CPU."""
+        network = build_network(self.config.network)
+        network.load_state_dict(self.state_dict, strict=True)
+        return network.eval()
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a state_dict with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Raises:
+        InputError: missing, damaged, holding pickled objects beyond tensors (refused), or not a state_dict.
+    """
+    if not path.is_file():
+        raise InputError(path, "weights file not found", EXPORT_HINT)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            path,
+            f"refused to load: the file holds pickled Python objects, not only tensors ({first_line}); "
+            "loading it unsafely could run arbitrary code",
+            "only use weights from a source you trust, and " + EXPORT_HINT,
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise InputError(path, f"cannot read the weights ({type(error).__name__}: {error})",
+                         "the file is damaged or not a torch file; " + EXPORT_HINT) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InputError(path, "not a state_dict (a mapping of parameter names to tensors)", EXPORT_HINT)
+    return state
+
+
+def check_weights_fit(state: dict[str, torch.Tensor], config: ExperimentConfig, path: Path) -> None:
+    """InputError naming missing, unexpected or mis-shaped tensors unless ``state`` fits the config's network."""
+    expected = build_network(config.network).state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise InputError(
+            path, f"the weights do not fit the '{config.network.name}' network of {CONFIG_FILE}: " + "; ".join(problems),
+            "weights.pt and model.yaml come from different models; " + EXPORT_HINT,
+        )
+
+
+def load_model_folder(model_dir: str | Path) -> ModelFolder:
+    """Read and check a model folder.
+
+    Raises:
+        InputError: a missing file, a config with unknown keys or wrong values, a card that does not
+            fit, weights that do not fit the network or that hold more than tensors, a bad calibration.
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise InputError(root, "model folder not found", "give a folder holding model.yaml, weights.pt and model_card.json")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE):
+        if not (root / name).is_file():
+            raise InputError(root / name, f"the model folder has no {name}", EXPORT_HINT)
+    try:
+        config = load_config(ExperimentConfig, load_yaml(root / CONFIG_FILE))
+        build_network(config.network)
+    except ConfigError as error:
+        raise InputError(root / CONFIG_FILE, f"invalid model config: {error}", EXPORT_HINT) from None
+    card = read_card(root / CARD_FILE)
+    check_card_fits(card, config.network.in_channels, config.network.out_channels, root / CARD_FILE)
+    state = load_weights(root / WEIGHTS_FILE)
+    check_weights_fit(state, config, root / WEIGHTS_FILE)
+    return ModelFolder(root, config, card, state, load_calibration(root))
+
+
+def inference_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The config without machine-specific paths (data, cache, split file, fine-tuning source)."""
+    return replace(
+        config,
+        data=replace(config.data, dataset_json="", cache_dir=""),
+        split=replace(config.split, split_file=""),
+        train=replace(config.train, finetune=replace(config.train.finetune, init_from="")),
+    )
+
+
+def export_model_folder(
+    run_dir: str | Path,
+    model_dir: str | Path,
+    *,
+    checkpoint: Literal["best", "last"] = "best",
+    name: str = "",
+    description: str = "",
+    overwrite: bool = False,
+    qc_reference: bool = True,
+    largest_component: bool = False,
+) -> Path:
+    """Build a model folder from a training run (atomically).
+
+    Args:
+        run_dir: a folder written by ``medseg train``.
+        model_dir: the model folder to create.
+        checkpoint: ``"best"`` (best validation Dice) or ``"last"``.
+        name: model name for the card (default: the folder's name).
+        description: a paragraph for the card.
+        overwrite: replace an existing folder holding different weights.
+        qc_reference: compute QC ranges from the run's training split (needs the data set).
+        largest_component: switch on largest-connected-component postprocessing in the card.
+
+    Returns:
+        ``model_dir``.
+
+    Raises:
+        InputError: no such checkpoint, or the run's data cannot be read for the QC ranges.
+        OutputError: ``model_dir`` holds a different model and ``overwrite`` is False, or cannot be written.
+    """
+    from medseg.inference.training_facts import build_card  # local: reads training data only when exporting
+    from medseg.training.checkpoint import load_checkpoint
+    from medseg.training.run_folder import RunPaths
+
+    paths = RunPaths(Path(run_dir))
+    source = paths.best if checkpoint == "best" else paths.last
+    if checkpoint not in ("best", "last"):
+        raise ConfigError(f"checkpoint: {checkpoint!r} is not 'best' or 'last'")
+    if not source.is_file():
+        hint = "this run never validated; use --checkpoint last" if checkpoint == "best" and paths.last.is_file() \
+            else "train a model first with `medseg train`"
+        raise InputError(source, f"no {checkpoint} checkpoint in the run folder", hint)
+    state = load_checkpoint(source)
+    config = load_config(ExperimentConfig, state["config"])
+    weights: dict[str, torch.Tensor] = {k: v.detach().cpu() for k, v in state["model"].items()}
+    check_weights_fit(weights, config, source)
+    target = Path(model_dir)
+    card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
+                      checkpoint)
+    keep_calibration = _check_target(target, weights, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        (temp / CONFIG_FILE).write_text(
+            yaml.safe_dump(config_to_dict(inference_config(config)), sort_keys=False), encoding="utf-8"
+        )
+        torch.save(weights, temp / WEIGHTS_FILE)
+        (temp / CARD_FILE).write_text(write_card_text(card), encoding="utf-8")
+        if keep_calibration:
+            shutil.copy2(target / CALIBRATION_FILE, temp / CALIBRATION_FILE)
+        _swap_into_place(temp, target)
+    except OSError as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"{target}: cannot write the model folder ({error.strerror or error})") from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_target(target: Path, weights: dict[str, Any], overwrite: bool) -> bool:
+    """Whether an existing calibration can be kept; OutputError if a different model is there and not ``overwrite``."""
+    if not target.exists():
+        return False
+    if not target.is_dir():
+        raise OutputError(f"{target}: exists and is not a folder; choose another --out")
+    if not any(target.iterdir()):
+        return False
+    same = False
+    if (target / WEIGHTS_FILE).is_file():
+        try:
+            old = torch.load(target / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            same = isinstance(old, dict) and old.keys() == weights.keys() and all(
+                isinstance(old[k], torch.Tensor) and old[k].shape == v.shape and torch.equal(old[k], v)
+                for k, v in weights.items()
+            )
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+            same = False
+    if not same and not overwrite:
+        raise OutputError(
+            f"{target}: already holds a different model (or other files); pass --force to replace it, "
+            "or choose another --out"
+        )
+    # Same weights: a calibration fitted for them stays valid.
+    return same and (target / CALIBRATION_FILE).is_file()
+
+
+def _swap_into_place(temp: Path, target: Path) -> None:
+    """Rename the finished ``temp`` folder to ``target``, moving an existing ``target`` aside first."""
+    if not target.exists():
+        os.replace(temp, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / "model")
+    try:
+        os.replace(temp, target)
+    except OSError:
+        os.replace(old / "model", target)  # put the previous model back
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,298 @@
+"""The Predictor: a model folder applied to a scan, with results on the scan's own grid.
+
+Steps of ``Predictor.predict(volume)``:
+
+1. preprocessing exactly as the config's infer chain (orientation, spacing, normalisation);
+2. sliding-window logits (MONAI, Gaussian blending; DeepMedic by exact valid-convolution windows),
+   optionally with mirror test-time augmentation: the identity and one flip along each spatial
+   axis (4 passes), softmax probabilities averaged;
+3. temperature scaling from ``calibration.json``: softmax(logits / T);
+4. probabilities resampled from the network's grid to the SOURCE grid (MONAI ``SpatialResample``
+   to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
+   argmax. The output affine is the input volume's affine, by construction;
+5. optional clean-up (largest connected component per class, small components by mL);
+6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import SpatialResample
+from torch import nn
+
+from medseg.config import ExperimentConfig
+from medseg.errors import Cancelled, ConfigError, InputError
+from medseg.evaluation.uncertainty import predictive_entropy
+from medseg.inference.model_folder import ModelFolder, load_model_folder
+from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
+from medseg.inference.preprocess import preprocess_volume
+from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
+from medseg.networks import NetworkGeometry, network_geometry
+from medseg.training.validation import predict_volume
+from medseg.types import LabelVolume, Volume
+
+ProgressCallback = Callable[[float], None]
+CancelCallback = Callable[[], bool]
+# Share of the progress bar per stage: preprocessing, network passes, the rest.
+PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))  # dims of a (B, C, I, J, K) tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """The result for one scan, on the scan's grid.
+
+    Attributes:
+        labels: (I, J, K) labels; ``labels.affine`` equals the input volume's affine.
+        probabilities: (C, I, J, K) float32 calibrated class probabilities, summing to 1 over C.
+        uncertainty: (I, J, K) float32 predictive entropy / log(C), in 0..1.
+        qc_flags: triage flags (``medseg.inference.qc``), empty when nothing stands out.
+        class_volumes_ml: predicted volume per foreground class name, after clean-up.
+        mean_uncertainty: mean ``uncertainty`` inside the predicted structures (NaN when empty).
+        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``postprocess``, ``total``).
+    """
+
+    labels: LabelVolume
+    probabilities: np.ndarray
+    uncertainty: np.ndarray
+    qc_flags: tuple[str, ...]
+    class_volumes_ml: dict[str, float]
+    mean_uncertainty: float = math.nan
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> int:
+    """Windows MONAI's ``sliding_window_inference`` visits for a volume (its scan-interval rule)."""
+    count = 1
+    for size, roi in zip(shape, window):
+        size = max(size, roi)  # MONAI pads a volume smaller than the window up to it
+        if roi == size:
+            continue
+        step = max(int(roi * (1.0 - overlap)), 1)
+        count *= math.ceil((size - roi) / step) + 1
+    return count
+
+
+class _Watched(nn.Module):
+    """The network, reporting each window batch to ``progress`` and checking ``cancel`` before it."""
+
+    def __init__(self, network: nn.Module, cancel: CancelCallback | None, tick: Callable[[], None]) -> None:
+        super().__init__()
+        self.network = network
+        self.cancel = cancel
+        self.tick = tick
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("inference cancelled")
+        out = self.network(x)
+        self.tick()
+        return out
+
+
+class Predictor:
+    """A model folder ready to segment scans.
+
+    Args:
+        model: a loaded model folder.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        tta: mirror test-time augmentation (4 network passes instead of 1).
+        overlap: sliding-window overlap (default: the config's ``train.sw_overlap``).
+        sw_batch_size: windows per network call.
+        largest_component: override the card's largest-connected-component setting.
+        min_component_ml: override the card's small-component threshold (mL).
+    """
+
+    def __init__(
+        self,
+        model: ModelFolder,
+        *,
+        device: str = "cpu",
+        tta: bool = False,
+        overlap: float | None = None,
+        sw_batch_size: int = 1,
+        largest_component: bool | None = None,
+        min_component_ml: float | None = None,
+    ) -> None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+        self.model = model
+        self.device = torch.device(device)
+        self.tta = tta
+        self.overlap = model.config.train.sw_overlap if overlap is None else float(overlap)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"overlap: must be in [0, 1), got {self.overlap}")
+        self.sw_batch_size = max(1, int(sw_batch_size))
+        card = model.card.postprocess
+        self.largest_component = card.largest_component if largest_component is None else largest_component
+        self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
+        self.geometry: NetworkGeometry = network_geometry(model.config.network)
+        self.network: nn.Module = model.build_network().to(self.device).eval()
+
+    @classmethod
+    def from_model(cls, model_dir: str | Path, *, device: str = "cpu", tta: bool = False, **options: object) -> Predictor:
+        """Load ``model_dir`` (config, weights with ``weights_only=True``, card, calibration)."""
+        return cls(load_model_folder(model_dir), device=device, tta=tta, **options)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.model.path
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.model.config
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.card.class_names
+
+    @property
+    def class_colors(self) -> tuple[tuple[float, float, float], ...]:
+        return self.model.card.rgb
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.card.modalities
+
+    @property
+    def temperature(self) -> float:
+        return self.model.temperature
+
+    def predict_logits(
+        self, image: torch.Tensor, *, flips: tuple[int, ...] = (), progress: Callable[[], None] | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> torch.Tensor:
+        """Logits (K, I', J', K') of a preprocessed image (C, I', J', K') on its own grid (no temperature).
+
+        Args:
+            flips: spatial dims of the batched (B, C, I, J, K) tensor to mirror before and after the network.
+        """
+        batch = torch.as_tensor(image).as_subclass(torch.Tensor)[None].to(self.device, torch.float32)
+        if flips:
+            batch = torch.flip(batch, flips)
+        watched = _Watched(self.network, cancel, progress or (lambda: None))
+        with torch.inference_mode():
+            logits = predict_volume(watched, batch, self.geometry, self.overlap, self.sw_batch_size)
+        if flips:
+            logits = torch.flip(logits, flips)
+        return logits[0].float()
+
+    def predict(
+        self, volume: Volume, *, progress: ProgressCallback | None = None, cancel: CancelCallback | None = None
+    ) -> Prediction:
+        """Segment one scan; every output is on ``volume``'s grid.
+
+        Args:
+            volume: (C, I, J, K) scan with C = ``len(self.modalities)`` in that order.
+            progress: called with the fraction done (0..1) after each stage and window batch.
+            cancel: polled before each window batch; returning True raises ``Cancelled``.
+
+        Raises:
+            InputError: wrong channel count.
+            Cancelled: ``cancel()`` returned True.
+        """
+        report = progress or (lambda fraction: None)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        self._check_channels(volume)
+        _check_cancel(cancel)
+        with torch.inference_mode():
+            image = preprocess_volume(volume, self.config)
+        timings["preprocess"] = time.perf_counter() - started
+        report(PREPROCESS_SHARE)
+
+        flips = TTA_FLIPS if self.tta else ((),)
+        calls_per_pass = math.ceil(
+            window_count(tuple(image.shape[1:]), self.geometry.infer_window, self.overlap) / self.sw_batch_size
+        )
+        total = max(calls_per_pass * len(flips), 1)
+        done = [0]
+
+        def tick() -> None:
+            done[0] += 1
+            report(PREPROCESS_SHARE + NETWORK_SHARE * min(done[0] / total, 1.0))
+
+        mark = time.perf_counter()
+        probabilities = None
+        for flip in flips:
+            logits = self.predict_logits(image, flips=flip, progress=tick, cancel=cancel)
+            with torch.inference_mode():
+                soft = torch.softmax(logits / self.temperature, dim=0)
+            probabilities = soft if probabilities is None else probabilities + soft
+        probabilities = (probabilities / len(flips)).cpu()
+        timings["network"] = time.perf_counter() - mark
+        _check_cancel(cancel)
+
+        mark = time.perf_counter()
+        with torch.inference_mode():
+            source_probabilities = to_source_grid(probabilities, image.affine, volume)
+        timings["resample"] = time.perf_counter() - mark
+        report(PREPROCESS_SHARE + NETWORK_SHARE + 0.05)
+
+        mark = time.perf_counter()
+        prediction = self._finish(volume, source_probabilities, timings)
+        timings["postprocess"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        report(1.0)
+        return prediction
+
+    def _check_channels(self, volume: Volume) -> None:
+        expected = len(self.modalities)
+        if volume.array.shape[0] != expected:
+            raise InputError(
+                volume.source.path or "the input volume",
+                f"{volume.array.shape[0]} channel(s) but the model takes {expected} ({', '.join(self.modalities)})",
+                "give one scan per modality, in the model's order",
+            )
+
+    def _finish(self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float]) -> Prediction:
+        """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K)."""
+        dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
+        labels = probabilities.argmax(axis=0).astype(dtype)
+        if self.largest_component:
+            labels = keep_largest_component(labels)
+        if self.min_component_ml > 0:
+            labels = remove_small_components(labels, volume.spacing, self.min_component_ml)
+        uncertainty = predictive_entropy(probabilities)
+        volumes = class_volumes_ml(labels, volume.spacing, self.class_names)
+        mean_uncertainty = mean_foreground_uncertainty(labels, uncertainty)
+        flags = qc_flags(self.model.card.qc, volume, volumes, mean_uncertainty)
+        label_volume = LabelVolume(labels, np.array(volume.affine, dtype=np.float64, copy=True), self.class_names)
+        return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings)
+
+
+def _check_cancel(cancel: CancelCallback | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("inference cancelled")
+
+
+def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarray, volume: Volume) -> np.ndarray:
+    """Resample probabilities (C, I', J', K') on ``affine`` onto ``volume``'s grid, renormalised.
+
+    Uses MONAI's ``SpatialResample`` to the source affine and shape (bilinear, border padding);
+    when the grids already agree (1e-6) the array is returned as is.
+
+    Returns:
+        (C, I, J, K) float32 summing to 1 over C.
+    """
+    source_affine = np.asarray(volume.affine, dtype=np.float64)
+    grid_affine = np.asarray(torch.as_tensor(affine).detach().cpu().numpy(), dtype=np.float64)
+    values = torch.as_tensor(probabilities).as_subclass(torch.Tensor).float()
+    if tuple(values.shape[1:]) == volume.spatial_shape and np.allclose(grid_affine, source_affine, atol=1e-6):
+        result = values.numpy()
+    else:
+        image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
+        resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
+        moved = resample(image, dst_affine=torch.as_tensor(source_affine), spatial_size=volume.spatial_shape)
+        result = moved.as_tensor().float().numpy()
+    result = np.clip(result, 0.0, None)
+    total = result.sum(axis=0, keepdims=True)
+    return (result / np.where(total > 0, total, 1.0)).astype(np.float32)

@@ -1,0 +1,152 @@
+"""Model-card content from a training run: training facts and QC ranges from the TRAINING split only."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from medseg.config import ExperimentConfig
+from medseg.data.decathlon import Datalist, read_datalist
+from medseg.data.splits import Split, assign_cases, load_split
+from medseg.errors import ConfigError, InputError
+from medseg.inference.model_card import ModelCard, PostprocessSettings, default_colors
+from medseg.inference.postprocess import class_volumes_ml
+from medseg.inference.qc import QCReference, build_reference, scan_facts
+from medseg.io.read import read_case, read_labels
+from medseg.training.run_folder import RunPaths
+
+
+def build_card(
+    state: dict[str, Any],
+    paths: RunPaths,
+    config: ExperimentConfig,
+    name: str,
+    description: str,
+    qc_reference: bool,
+    largest_component: bool,
+    checkpoint: str,
+) -> ModelCard:
+    """The model card of a checkpoint ``state`` of the run in ``paths``.
+
+    Raises:
+        InputError: ``qc_reference`` is True and the run's data set or split cannot be read.
+    """
+    class_names = tuple(str(n) for n in state.get("class_names") or ())
+    if len(class_names) != config.network.out_channels:
+        class_names = ("background", *(f"class_{i}" for i in range(1, config.network.out_channels)))
+    datalist = _datalist(config, required=qc_reference)
+    modalities = tuple(str(n) for n in state.get("channel_names") or ()) or tuple(config.data.modalities)
+    if not modalities and datalist is not None:
+        modalities = datalist.modalities
+    if len(modalities) != config.network.in_channels:
+        modalities = tuple(f"channel_{i}" for i in range(config.network.in_channels))
+    split = load_split(paths.split) if paths.split.is_file() else None
+    qc = None
+    if qc_reference:
+        if split is None:
+            raise InputError(paths.split, "the run has no split.json, so the training cases are unknown",
+                             "export with --no-qc to skip the QC ranges")
+        qc = training_reference(datalist, split, modalities, class_names)
+    return ModelCard(
+        name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
+        network=config.network.name, description=description,
+        postprocess=PostprocessSettings(largest_component=largest_component),
+        training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
+    )
+
+
+def _datalist(config: ExperimentConfig, required: bool) -> Datalist | None:
+    path = config.data.dataset_json
+    if not path or not Path(path).is_file():
+        if required:
+            raise InputError(path or "data.dataset_json", "the training data set is not available for the QC ranges",
+                             "build or mount the data set at the path in the run's config.yaml, or export with --no-qc")
+        return None
+    return read_datalist(Path(path), check_files=required)
+
+
+def training_reference(
+    datalist: Datalist, split: Split, modalities: tuple[str, ...], class_names: tuple[str, ...]
+) -> QCReference:
+    """QC ranges from the training part of ``split`` (never validation or test cases)."""
+    try:
+        parts = assign_cases(datalist.training, split, lambda case: case.patient_id)
+    except ConfigError as error:
+        raise InputError(datalist.path, str(error), "export with --no-qc, or restore the data set") from None
+    facts, volumes = [], []
+    for case in parts["train"]:
+        volume = read_case(case.images, modalities)
+        facts.append(scan_facts(volume))
+        if case.label is not None:
+            labels = read_labels(case.label, reference=volume)
+            volumes.append(class_volumes_ml(labels.array, volume.spacing, class_names))
+    if not facts:
+        raise InputError(datalist.path, "no training cases in the run's split", "export with --no-qc")
+    return build_reference(facts, volumes or [{}], class_names)
+
+
+def _history_row(history: list[dict[str, Any]], epoch: int) -> dict[str, Any]:
+    """The logged row of ``epoch`` holding validation scores, else the last row with them."""
+    validated = [row for row in history if "val_dice_mean" in row]
+    for row in validated:
+        if int(row.get("epoch", -1)) == epoch:
+            return row
+    return validated[-1] if validated else {}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def training_summary(
+    state: dict[str, Any], paths: RunPaths, config: ExperimentConfig, datalist: Datalist | None,
+    split: Split | None, checkpoint: str,
+) -> dict[str, Any]:
+    """Command, data, seed, epochs, validation Dice per class beside the majority baseline, time, versions."""
+    history = list(state.get("history") or [])
+    epoch = int(state.get("epoch", 0))
+    early = state.get("early_stop") or {}
+    chosen = int(early.get("best_epoch", epoch)) if checkpoint == "best" else epoch
+    row = _history_row(history, chosen)
+    class_names = list(state.get("class_names") or [])
+    validation = {
+        name: {"dice": _number(row.get(f"val_dice_{name}")), "baseline_dice": _number(row.get(f"baseline_dice_{name}"))}
+        for name in class_names[1:]
+    }
+    seconds = sum(float(r.get("epoch_seconds", 0.0)) for r in history if int(r.get("epoch", 0)) <= epoch)
+    run_info: dict[str, Any] = {}
+    if paths.info.is_file():
+        try:
+            run_info = json.loads(paths.info.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            run_info = {}
+    starts = run_info.get("starts") or [{}]
+    run_name = paths.root.name
+    return {
+        "command": f"medseg train --config {run_name}/config.yaml --out {run_name}",
+        "run": run_name,
+        "checkpoint": checkpoint,
+        "data": {
+            "name": datalist.name if datalist is not None else "",
+            "description": datalist.description if datalist is not None else "",
+            "patients": {part: len(getattr(split, part)) for part in ("train", "val", "test")} if split else {},
+        },
+        "seed": config.seed,
+        "epochs": epoch,
+        "best_epoch": int(early.get("best_epoch", 0)),
+        "validation_epoch": int(row.get("epoch", 0)) if row else 0,
+        "validation": validation,
+        "val_dice_mean": _number(row.get("val_dice_mean")),
+        "baseline_dice_mean": _number(row.get("baseline_dice_mean")),
+        "training_seconds": round(seconds, 1),
+        "device": str(starts[-1].get("device", "")),
+        "versions": run_info.get("versions", {}),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,55 @@
+"""A shown viewer renders the bundled brain sample with contours; the picture goes to docs/napari-review.png.
+
+No trained model is bundled yet, so the overlay is the sample's ground-truth tissue labels shown
+through the Segment dock exactly as a prediction is (contours, class table).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from medseg_napari._layers import add_layer, class_colors, image_layers
+from medseg_napari.segment_widget import SegmentWidget
+
+from medseg.io import read_labels, read_scan
+from medseg.review.sample import sample_subject
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.mark.gui
+def test_contour_screenshot_of_sample(make_napari_viewer, request):
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        pytest.skip("QT_QPA_PLATFORM=offscreen renders no canvas; run under Xvfb (pytest-xvfb)")
+    subject = sample_subject(request.config.cache.mkdir("medseg-sample"))  # ~10 s once, then cached
+    volume = read_scan(subject.image)
+    truth = read_labels(subject.labels, reference=volume)
+    viewer = make_napari_viewer(show=True)
+    add_layer(viewer, image_layers(volume, name="brain_000 T1")[0])
+    widget = SegmentWidget(viewer, models_dir="/nonexistent")
+    viewer.window.add_dock_widget(widget, name="medseg segment")
+    viewer.window._qt_window.resize(1500, 850)  # room for the dock in the picture
+    result = widget.show(volume, truth.array, class_names=subject.class_names)
+    widget.jump_to_row(2)  # white matter's largest axial slice
+    viewer.reset_view()
+    assert result.labels.contour == 1
+
+    canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    assert canvas.std() > 10  # not blank
+    for label in (1, 2, 3):  # every tissue's contour colour is drawn
+        colour = np.array(class_colors(4)[label]) * 255
+        close = np.abs(canvas - colour).max(axis=-1) < 40
+        assert close.sum() > 50, f"no {subject.class_names[label]} contour in the screenshot"
+    # Contours, not filled regions: most of the white-matter area shows the scan, not the label colour.
+    wm_colour = np.array(class_colors(4)[3]) * 255
+    assert (np.abs(canvas - wm_colour).max(axis=-1) < 40).mean() < 0.05
+
+    DOCS.mkdir(exist_ok=True)
+    picture = viewer.screenshot(canvas_only=False, flash=False)
+    from imageio.v3 import imwrite
+
+    imwrite(DOCS / "napari-review.png", picture)
+    assert (DOCS / "napari-review.png").stat().st_size > 10_000

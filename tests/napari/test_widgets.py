@@ -1,0 +1,192 @@
+"""Segment, Review and Activations docks driven through their attributes and the viewer's key bindings."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from medseg_napari._layers import add_layer, image_layers
+from medseg_napari.activations_widget import ActivationsWidget
+from medseg_napari.review_widget import ReviewWidget
+from medseg_napari.segment_widget import SegmentWidget
+from napari_phantoms import SAGITTAL, oblique_affine, phantom
+
+from medseg.io import read_labels, read_scan, write_labels
+from medseg.review.review_log import LOG_NAME, REVIEWED_NAME
+
+CLASSES = ("background", "ball", "block")
+
+
+def _press(viewer, key):
+    assert viewer.window._qt_viewer._key_map_handler.press_key(key), key
+
+
+def test_segment_widget_shows_contours_uncertainty_table_and_jumps(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume, mask = phantom(SAGITTAL)
+    add_layer(viewer, image_layers(volume, name="scan")[0])
+    widget = SegmentWidget(viewer, models_dir="/nonexistent")
+    assert widget.scan_combo.currentText() == "scan" and widget.current_volume() is volume
+    uncertainty = np.where(mask == 2, 0.9, 0.1).astype(np.float32)
+    result = widget.show(volume, mask, class_names=CLASSES, colors=((0, 0, 0), (1, 0, 0), (0, 1, 0)),
+                         uncertainty=uncertainty, qc_flags=("block volume out of range",))
+    assert [layer.name for layer in viewer.layers] == ["scan", "uncertainty", "segmentation"]
+    assert result.labels.contour == 1
+    np.testing.assert_allclose(result.labels.colormap.map(np.array([1]))[0], (1, 0, 0, 1))
+    assert widget.table.rowCount() == 2
+    assert widget.table.item(1, 0).text() == "block" and widget.table.item(1, 3).text() == "block volume out of range"
+    voxel_ml = np.prod(volume.spacing) / 1000
+    assert float(widget.table.item(0, 1).text()) == pytest.approx((mask == 1).sum() * voxel_ml, abs=0.05)
+    assert float(widget.table.item(1, 2).text()) == pytest.approx(0.9)
+
+    world = widget.jump_to_row(1)  # the block: its largest display slice
+    row = result.rows[1]
+    assert viewer.dims.point[0] == pytest.approx(world[0])
+    assert result.labels.world_to_data(viewer.dims.point)[0] == pytest.approx(row.largest_slice, abs=0.5)
+    assert np.any(result.labels.data[row.largest_slice] == 2)
+
+    widget.contour_check.setChecked(False)
+    assert result.labels.contour == 0
+    widget.uncertainty_check.setChecked(False)
+    assert not result.uncertainty.visible
+    widget.opacity_slider.setValue(30)
+    assert result.uncertainty.opacity == pytest.approx(0.3)
+
+
+def _prediction_folder(tmp_path):
+    """An input folder of two scans and a `medseg predict`-style output folder for them."""
+    inputs, out = tmp_path / "input", tmp_path / "pred"
+    inputs.mkdir()
+    entries = []
+    for case_id, affine, flags, uncertainty in (("calm", SAGITTAL, [], 0.05),
+                                                 ("unsure", oblique_affine(), ["empty prediction"], 0.3)):
+        volume, mask = phantom(affine)
+        nib.save(nib.Nifti1Image(volume.array[0], affine), inputs / f"{case_id}.nii.gz")
+        volume = read_scan(inputs / f"{case_id}.nii.gz")
+        write_labels(mask, out / case_id / "seg.nii.gz", volume)
+        nib.save(nib.Nifti1Image(np.full(mask.shape, uncertainty, np.float32), affine),
+                 out / case_id / "uncertainty.nii.gz")
+        entries.append({"case_id": case_id, "input": f"{case_id}.nii.gz", "status": "ok", "qc_flags": flags,
+                        "mean_uncertainty_in_structures": uncertainty})
+    report = {"input": str(inputs), "model": {"class_names": list(CLASSES)}, "cases": entries}
+    (out / "report.json").write_text(json.dumps(report))
+    return out
+
+
+def test_review_workflow_with_shortcuts(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    out = _prediction_folder(tmp_path)
+    seg_bytes = (out / "unsure" / "seg.nii.gz").read_bytes()
+    review = ReviewWidget(viewer)
+    items = review.open_folder(out)
+    assert [item.case_id for item in items] == ["unsure", "calm"]  # the flagged, less certain case first
+    assert review.current.case_id == "unsure"
+    labels = review.segment.result.labels
+    assert labels.contour == 1 and "uncertainty" in viewer.layers and "scan" in viewer.layers
+
+    _press(viewer, "Alt-T")
+    assert labels.contour == 0
+    _press(viewer, "Alt-T")
+    assert labels.contour == 1
+    _press(viewer, "Alt-U")
+    assert not review.segment.result.uncertainty.visible
+    _press(viewer, "Alt-U")
+    assert review.segment.result.uncertainty.visible
+
+    labels.data[labels.data == 2] = 0  # the reviewer erases the block ...
+    labels.data[0, 0, 0] = 1  # ... and paints one voxel of ball
+    _press(viewer, "Alt-C")  # corrected -> saved, next case opens
+    assert review.current.case_id == "calm"
+    log = json.loads((out / LOG_NAME).read_text())["reviews"]
+    assert [(e["case_id"], e["decision"], e["classes_changed"]) for e in log] == [
+        ("unsure", "corrected", ["ball", "block"])]
+    assert log[0]["seconds"] >= 0 and log[0]["reviewed_labels"] == "unsure/seg_reviewed.nii.gz"
+    assert (out / "unsure" / "seg.nii.gz").read_bytes() == seg_bytes  # the model's output is untouched
+    reviewed = read_labels(out / "unsure" / REVIEWED_NAME).array
+    assert not np.any(reviewed == 2) and np.count_nonzero(reviewed == 1) == np.count_nonzero(
+        read_labels(out / "unsure" / "seg.nii.gz").array == 1) + 1
+
+    _press(viewer, "Alt-A")  # accept "calm" unchanged: logged, no labels written
+    log = json.loads((out / LOG_NAME).read_text())["reviews"]
+    assert log[-1]["case_id"] == "calm" and log[-1]["decision"] == "accepted" and log[-1]["voxels_changed"] == 0
+    assert not (out / "calm" / REVIEWED_NAME).exists()
+
+    _press(viewer, "Alt-P")
+    assert review.current.case_id == "unsure"  # reopened from its review, not the model's output
+    assert not np.any(review.segment.result.labels.data == 2)
+    _press(viewer, "Alt-N")
+    assert review.current.case_id == "calm"
+
+
+def test_activations_dock_adds_layers(make_napari_viewer):
+    from medseg.config import NetworkConfig
+    from medseg.networks import build_network
+
+    viewer = make_napari_viewer()
+    volume, _ = phantom(oblique_affine())
+    scan = add_layer(viewer, image_layers(volume, name="scan")[0])
+    widget = ActivationsWidget(viewer)
+    network = build_network(NetworkConfig(name="unet", out_channels=3, channels=(4, 8), strides=(2,),
+                                          num_res_units=0)).eval()
+    widget.set_network(network)
+    assert widget.layer_combo.count() >= 2
+    widget.layer_combo.setCurrentIndex(0)
+    widget.channels_edit.setText("0, 2")
+    layers = widget.show_activations()
+    assert [layer.name for layer in layers] == [f"activation {widget.layer_combo.currentText()} ch{c}" for c in (0, 2)]
+    for layer in layers:
+        assert layer.data.shape == scan.data.shape
+        np.testing.assert_allclose(layer.affine.affine_matrix, scan.affine.affine_matrix)
+        assert np.ptp(layer.data) > 0
+    widget.show_activations()  # a second run replaces the layers
+    assert sum(layer.name.startswith("activation") for layer in viewer.layers) == 2
+
+
+def _tiny_model_folder(folder):
+    """An untrained 2-level UNet model folder (model.yaml, weights.pt, model_card.json) for the widget."""
+    import torch
+    import yaml
+
+    from medseg.config import ExperimentConfig, config_to_dict, load_config
+    from medseg.inference.model_card import ModelCard, default_colors, write_card_text
+    from medseg.networks import build_network
+
+    config = load_config(ExperimentConfig, {
+        "network": {"name": "unet", "in_channels": 1, "out_channels": 3, "channels": [2, 4], "strides": [2],
+                    "num_res_units": 0, "patch_size": [16, 16, 16], "window_size": [16, 16, 16]},
+        "transforms": {"spacing": [], "augment": {"enabled": False}},
+    })
+    folder.mkdir(parents=True)
+    (folder / "model.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    torch.manual_seed(0)
+    torch.save(build_network(config.network).state_dict(), folder / "weights.pt")
+    card = ModelCard(name="tiny", class_names=CLASSES, colors=default_colors(3), modalities=("MR",), network="unet")
+    (folder / "model_card.json").write_text(write_card_text(card))
+    return folder
+
+
+def test_segment_widget_runs_a_model_and_activations_follow_it(make_napari_viewer, qtbot, tmp_path):
+    """A real Predictor in a worker thread: labels + uncertainty layers, table, progress; then activations."""
+    pytest.importorskip("medseg.inference.predictor", reason="medseg.inference.predictor not written yet")
+    _tiny_model_folder(tmp_path / "models" / "tiny")
+    viewer = make_napari_viewer()
+    volume, _ = phantom(SAGITTAL, shape=(16, 16, 16))
+    volume = volume.with_array(volume.array, channel_names=("MR",))
+    add_layer(viewer, image_layers(volume, name="scan")[0])
+    widget = SegmentWidget(viewer, models_dir=tmp_path / "models")
+    assert widget.model_combo.currentText() == "tiny"
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert {"segmentation", "uncertainty"} <= {layer.name for layer in viewer.layers}, widget.status.text()
+    assert widget.result.labels.data.shape == viewer.layers["scan"].data.shape
+    assert widget.table.rowCount() == 2 and widget.progress.value() == 100
+    assert widget.result.labels.colormap.map(np.array([1]))[0][3] == 1
+
+    activations = ActivationsWidget(viewer, widget)
+    assert activations.use_segment_model() and activations.layer_combo.count() >= 2
+    layers = activations.show_activations()
+    assert len(layers) == 2 and layers[0].data.shape == viewer.layers["scan"].data.shape  # 2 channels in layer 0
