@@ -27,9 +27,10 @@ def sphere_image(seed: int, size: int = SIZE) -> np.ndarray:
     return (100.0 + 60.0 * inside + rng.normal(0.0, 5.0, inside.shape)).astype(np.float32)
 
 
-def write_nifti(path: Path, seed: int, affine: np.ndarray | None = None) -> Path:
+def write_nifti(path: Path, seed: int, affine: np.ndarray | None = None, size: int = SIZE) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(sphere_image(seed), np.diag([1.5, 1.5, 1.5, 1.0]) if affine is None else affine), path)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(sphere_image(seed, size), affine), path)
     return path
 
 

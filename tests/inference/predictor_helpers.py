@@ -125,3 +125,21 @@ def oblique_affine(spacing: float = 1.5, degrees: float = 20.0) -> np.ndarray:
     affine[:3, :3] = rz @ rx * spacing
     affine[:3, 3] = (-10.0, 5.0, 20.0)
     return affine
+
+
+def mirror_symmetric_state(config: ExperimentConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights whose 3D kernels are symmetric under flips along each axis.
+
+    With stride-1 levels (``strides: [1]``) such a network commutes with flips (zero padding,
+    instance norm and activations are flip-invariant), so mirror TTA must give back the plain
+    prediction for any input.
+    """
+    torch.manual_seed(seed)
+    state = build_network(config.network).state_dict()
+    symmetric = {}
+    for key, value in state.items():
+        if value.ndim == 5:
+            flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+            value = sum(torch.flip(value, f) if f else value for f in flips) / len(flips)
+        symmetric[key] = value.clone()
+    return symmetric

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from batch_helpers import read_report, tiny_model_folder, write_nifti
@@ -19,17 +18,15 @@ from medseg.inference.completion import file_sha256, read_record
 from medseg.io.read import read_labels
 
 CASES = 8
+SIZE = 48
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _study(root: Path) -> Path:
-    """CASES scans of 48^3 voxels: big enough that a case takes a noticeable moment."""
+    """CASES scans of SIZE^3 voxels: big enough that a case takes a noticeable moment."""
     study = root / "study"
     for index in range(CASES):
-        path = write_nifti(study / f"s{index}.nii.gz", seed=index)
-        image = np.asarray(__import__("nibabel").load(path).dataobj)
-        __import__("nibabel").save(__import__("nibabel").Nifti1Image(np.tile(image, (3, 3, 3)),
-                                                                     np.diag([1.5, 1.5, 1.5, 1.0])), path)
+        write_nifti(study / f"s{index}.nii.gz", seed=index, size=SIZE)
     return study
 
 
@@ -65,5 +62,5 @@ def test_rerun_after_sigkill_completes_every_case(tmp_path_factory: pytest.TempP
     for seg in out.glob("case_*/seg.nii.gz"):
         record = read_record(seg.parent)
         assert record is not None and record["outputs"]["seg.nii.gz"] == file_sha256(seg)
-        assert read_labels(seg).array.shape == (60, 60, 60)
+        assert read_labels(seg).array.shape == (SIZE, SIZE, SIZE)
     assert not list(out.glob("case_*/.*tmp-*"))  # temp files of the killed run were cleaned up

@@ -190,3 +190,15 @@ def test_segment_widget_runs_a_model_and_activations_follow_it(make_napari_viewe
     assert activations.use_segment_model() and activations.layer_combo.count() >= 2
     layers = activations.show_activations()
     assert len(layers) == 2 and layers[0].data.shape == viewer.layers["scan"].data.shape  # 2 channels in layer 0
+
+
+def test_view_setup_opens_worklist_with_docks(make_napari_viewer, tmp_path):
+    """What `medseg view SCAN_DIR --pred PRED_DIR` sets up, without the event loop."""
+    from medseg_napari.viewer_setup import set_up_viewer
+
+    viewer = make_napari_viewer()
+    out = _prediction_folder(tmp_path)
+    review = set_up_viewer(viewer, tmp_path / "input", pred_dir=out)
+    assert review.current.case_id == "unsure"
+    assert {"scan", "segmentation", "uncertainty"} <= {layer.name for layer in viewer.layers}
+    assert {"medseg review", "medseg activations"} <= set(viewer.window.dock_widgets)
