@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from predictor_helpers import reference, sphere_image, sphere_volume, trained_state, write_model_folder
+from predictor_helpers import (
+    mirror_symmetric_state,
+    reference,
+    sphere_image,
+    sphere_volume,
+    tiny_config,
+    trained_state,
+    write_model_folder,
+)
 
 from medseg.errors import Cancelled, InputError
 from medseg.evaluation.calibration import save_calibration
@@ -38,16 +46,31 @@ def _symmetric_volume() -> Volume:
     return Volume(image[None], RAS.copy(), ("MR",))
 
 
-def test_tta_is_deterministic_and_changes_nothing_for_a_symmetric_input(model_dir: Path) -> None:
+def test_tta_changes_nothing_for_a_symmetric_input_and_is_deterministic(model_dir: Path) -> None:
     volume = _symmetric_volume()
     for axis in (1, 2, 3):
         assert np.array_equal(np.flip(volume.array, axis), volume.array)
-    plain = Predictor.from_model(model_dir).predict(volume)
     tta = Predictor.from_model(model_dir, tta=True)
     first, second = tta.predict(volume), tta.predict(volume)
     assert np.array_equal(first.probabilities, second.probabilities)
-    assert np.array_equal(first.labels.array, plain.labels.array)
-    assert np.abs(first.probabilities - plain.probabilities).max() < 0.05
+    # The trained network is only nearly mirror-equivariant: the mask changes by under 1 % of voxels
+    # (the exact statement is the next test's, with an equivariant network).
+    plain = Predictor.from_model(model_dir).predict(volume)
+    assert (first.labels.array != plain.labels.array).mean() < 0.01
+
+
+@pytest.mark.parametrize("symmetric_input", [True, False])
+def test_tta_gives_back_the_plain_prediction_of_a_mirror_equivariant_network(
+    tmp_path: Path, symmetric_input: bool
+) -> None:
+    config = tiny_config(network__strides=[1])
+    folder = write_model_folder(tmp_path / "mirror", mirror_symmetric_state(config), config)
+    volume = _symmetric_volume() if symmetric_input else sphere_volume(RAS, centre=(9, 12, 14), radius=5)
+    plain = Predictor.from_model(folder).predict(volume)
+    tta = Predictor.from_model(folder, tta=True).predict(volume)
+    # Each mirrored pass is flipped back onto the input: a missing or wrong flip-back would move the mask.
+    np.testing.assert_allclose(tta.probabilities, plain.probabilities, atol=1e-5)
+    assert np.array_equal(tta.labels.array, plain.labels.array) and plain.labels.array.sum() > 100
 
 
 def test_tta_averages_the_softmax_of_the_four_mirrored_passes(model_dir: Path) -> None:
