@@ -175,3 +175,8 @@ def enhanced_from_series() -> Callable[..., Path]:
     """``enhanced_from_series(path, files, frame_order, *, echo_times=None)``: an Enhanced MR
     object built with pydicom from single-frame slices (frame f = ``files[frame_order[f]]``)."""
     return _enhanced_from_series
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-docs``: tests that render pictures also write them to docs/."""
+    parser.addoption("--update-docs", action="store_true", help="write rendered pictures to docs/")

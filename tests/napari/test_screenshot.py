@@ -1,4 +1,6 @@
-"""A shown viewer renders the bundled brain sample with contours; the picture goes to docs/napari-review.png.
+"""A shown viewer renders the bundled brain sample with contours.
+
+The picture goes to a temporary folder; `pytest --update-docs` writes it to docs/napari-review.png.
 
 No trained model is bundled yet, so the overlay is the sample's ground-truth tissue labels shown
 through the Segment dock exactly as a prediction is (contours, class table).
@@ -21,7 +23,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.mark.gui
-def test_contour_screenshot_of_sample(make_napari_viewer, request):
+def test_contour_screenshot_of_sample(make_napari_viewer, request, tmp_path):
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
         pytest.skip("QT_QPA_PLATFORM=offscreen renders no canvas; run under Xvfb (pytest-xvfb)")
     subject = sample_subject(request.config.cache.mkdir("medseg-sample"))  # ~10 s once, then cached
@@ -47,9 +49,10 @@ def test_contour_screenshot_of_sample(make_napari_viewer, request):
     wm_colour = np.array(class_colors(4)[3]) * 255
     assert (np.abs(canvas - wm_colour).max(axis=-1) < 40).mean() < 0.05
 
-    DOCS.mkdir(exist_ok=True)
+    folder = DOCS if request.config.getoption("--update-docs") else tmp_path
+    folder.mkdir(exist_ok=True)
     picture = viewer.screenshot(canvas_only=False, flash=False)
     from imageio.v3 import imwrite
 
-    imwrite(DOCS / "napari-review.png", picture)
-    assert (DOCS / "napari-review.png").stat().st_size > 10_000
+    imwrite(folder / "napari-review.png", picture)
+    assert (folder / "napari-review.png").stat().st_size > 10_000

@@ -1,0 +1,50 @@
+"""Label clean-up: largest component per class, small components by mL, class volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
+
+
+def _two_classes() -> np.ndarray:
+    """Class 1: a 4^3 cube (64 voxels) and a 2^3 blob (8); class 2: a 3^3 cube (27) and one voxel."""
+    labels = np.zeros((16, 16, 16), dtype=np.uint8)
+    labels[1:5, 1:5, 1:5] = 1
+    labels[10:12, 10:12, 10:12] = 1
+    labels[1:4, 10:13, 1:4] = 2
+    labels[14, 1, 14] = 2
+    return labels
+
+
+def test_largest_component_keeps_the_biggest_piece_of_each_class() -> None:
+    labels = _two_classes()
+    kept = keep_largest_component(labels)
+    assert kept.dtype == labels.dtype
+    assert (kept == 1).sum() == 64 and (kept == 2).sum() == 27
+    assert kept[10, 10, 10] == 0 and kept[14, 1, 14] == 0  # removed voxels become background
+
+
+def test_largest_component_only_for_chosen_classes_and_diagonal_neighbours_connect() -> None:
+    labels = _two_classes()
+    kept = keep_largest_component(labels, classes=[2])
+    assert (kept == 1).sum() == 72 and (kept == 2).sum() == 27
+    diagonal = np.zeros((5, 5, 5), dtype=np.uint8)
+    diagonal[1, 1, 1] = diagonal[2, 2, 2] = diagonal[3, 3, 3] = 1  # touching by corners only: one piece
+    assert keep_largest_component(diagonal).sum() == 3
+
+
+def test_small_components_are_removed_by_volume_in_ml() -> None:
+    labels = _two_classes()
+    spacing = (2.0, 2.0, 2.0)  # 8 mm^3 per voxel: cube 0.512 mL, blob 0.064 mL, 3^3 cube 0.216 mL, voxel 0.008 mL
+    cleaned = remove_small_components(labels, spacing, min_ml=0.1)
+    assert (cleaned == 1).sum() == 64 and (cleaned == 2).sum() == 27
+    cleaned = remove_small_components(labels, spacing, min_ml=0.3)
+    assert (cleaned == 1).sum() == 64 and (cleaned == 2).sum() == 0
+    assert np.array_equal(remove_small_components(labels, spacing, min_ml=0.0), labels)
+
+
+def test_class_volumes_in_ml() -> None:
+    volumes = class_volumes_ml(_two_classes(), (1.0, 2.0, 0.5), ("background", "a", "b", "c"))
+    assert volumes == pytest.approx({"a": 0.072, "b": 0.028, "c": 0.0})
