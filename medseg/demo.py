@@ -175,16 +175,35 @@ def _train(run_dir: Path, preset: str | Path, dataset_json: Path, epochs: int, o
 
 
 def _export_and_calibrate(run_dir: Path, model_dir: Path, dataset_json: Path) -> tuple[Path, tuple[float, float]]:
-    """Export the best checkpoint (the last one if the run never validated) and fit the temperature."""
+    """Export the best checkpoint (the last one if the run never validated) and fit the temperature.
+
+    ``RUN/demo_export.json`` remembers which checkpoint was exported and calibrated, so a rerun
+    with an unchanged run keeps the model folder as it is (and the batch's complete cases with it).
+    """
+    import json
+
     from medseg.inference.calibrate import calibrate_model
+    from medseg.inference.completion import file_sha256
     from medseg.inference.model_folder import export_model_folder
+    from medseg.io.atomic import atomic_write_text
     from medseg.training.run_folder import RunPaths
 
     paths = RunPaths(run_dir)
     checkpoint = "best" if paths.best.is_file() else "last"
+    digest = file_sha256(paths.best if checkpoint == "best" else paths.last)
+    memo = run_dir / "demo_export.json"
+    try:
+        done = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        done = {}
+    if done.get("checkpoint_sha256") == digest and done.get("model_dir") == str(model_dir.resolve()) and \
+            (model_dir / "calibration.json").is_file():
+        return model_dir, (float(done["ece_before"]), float(done["ece_after"]))
     export_model_folder(run_dir, model_dir, checkpoint=checkpoint, overwrite=True,
                         description="medseg demo: a small UNet trained briefly on the bundled brain-tissue sample")
     calibration = calibrate_model(model_dir, dataset_json, paths.split)
+    atomic_write_text(memo, json.dumps({"checkpoint_sha256": digest, "model_dir": str(model_dir.resolve()),
+                                        "ece_before": calibration.ece_before, "ece_after": calibration.ece_after}))
     return model_dir, (calibration.ece_before, calibration.ece_after)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg.inference.batch_report import CASE_STAGES
 from medseg.io.atomic import atomic_write_text
 
 
@@ -27,7 +28,7 @@ def _case_table(cases: Sequence[Mapping[str, Any]], names: Mapping[str, str]) ->
         volumes = ", ".join(f"{k} {v:.1f}" for k, v in case.get("class_volumes_ml", {}).items())
         flags = "; ".join(case.get("qc_flags", [])) or "none"
         timings = case.get("timings_s", {})
-        seconds = sum(timings.get(s, 0.0) for s in ("hash", "read", "predict", "write", "record"))
+        seconds = sum(timings.get(s, 0.0) for s in CASE_STAGES)
         lines.append(f"| {by_id.get(case['case_id'], case['input'])} | {case['case_id']} | {volumes} | {flags} | "
                      f"{seconds:.1f} ({case['status']}) |")
     return lines
@@ -42,7 +43,7 @@ def write_demo_report(result: Any, evaluation: Any, cases: Sequence[Mapping[str,
     """Write ``result.report_path`` (a ``medseg.demo.DemoResult``) from the evaluation and the batch cases."""
     out = result.out_dir
     model = f"the model folder `{result.model_dir}`" if pretrained else \
-        f"a small UNet trained for {epochs} epochs on CPU (`{out / 'run'}`), exported to `{result.model_dir}`"
+        f"a small UNet trained for {epochs} epoch(s) on CPU (`{out / 'run'}`), exported to `{result.model_dir}`"
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     lines = [
         "# medseg demo: brain tissue on the bundled sample", "",

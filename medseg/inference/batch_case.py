@@ -14,6 +14,7 @@ Outputs in ``OUT/<case_id>/`` (each written atomically, ``complete.json`` last):
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -87,7 +88,7 @@ class CaseSettings:
                 "dicom_seg": dicom, "medseg": __version__}
 
 
-class CaseFailure(Exception):
+class CaseError(Exception):
     """A case stopped at ``stage`` for ``reason`` (identifier-free)."""
 
     def __init__(self, stage: str, reason: str) -> None:
@@ -103,7 +104,7 @@ def input_files(source: ScanSource) -> list[Path]:
     path = Path(source.path)
     if not path.is_file():
         return []
-    stem = path.name.split(".")[0]
+    stem = glob.escape(path.name.split(".")[0])
     companions = sorted(p for p in path.parent.glob(f"{stem}.*")
                         if p != path and p.name.lower().endswith(_COMPANION_SUFFIXES))
     return [path, *companions]
@@ -132,10 +133,10 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
     }
     try:
         input_sha256 = _timed(timings, "hash", lambda: _hash_inputs(plan.source))
-        if completion.is_complete(case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256,
-                                  options=options):
-            return _skipped_entry(case_dir, entry)
-        _prepare_folder(case_dir)
+        skipped = _timed(timings, "check", lambda: _skipped_entry(case_dir, entry, input_sha256, settings, options))
+        if skipped is not None:
+            return skipped
+        _timed(timings, "prepare", lambda: _prepare_folder(case_dir))
         volume = _timed(timings, "read", lambda: _read(plan.source, predictor))
         entry.update(shape=list(volume.spatial_shape), spacing_mm=[round(s, 4) for s in volume.spacing],
                      orientation=volume.orientation)
@@ -145,7 +146,7 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
         _timed(timings, "record", lambda: completion.write_record(
             case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256, options=options,
             outputs=[*entry["outputs"], CASE_FILE]))
-    except CaseFailure as failure:
+    except CaseError as failure:
         entry.update(status="failed", stage=failure.stage, reason=failure.reason, outputs=[])
         LOGGER.info("%s (%s) failed at %s: %s", plan.case_id, plan.relative_input, failure.stage, failure.reason)
         _write_case_json(case_dir, entry, quiet=True)
@@ -153,33 +154,34 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
 
 
 def _timed(timings: dict[str, float], stage: str, work: Callable[[], Any]) -> Any:
-    """Run one stage, record its seconds, and turn its errors into a CaseFailure naming the stage."""
+    """Run one stage, record its seconds, and turn its errors into a CaseError naming the stage."""
     start = time.perf_counter()
     try:
         return work()
-    except CaseFailure:
+    except CaseError:
         raise
     except InputError as error:
-        raise CaseFailure(_stage_name(stage), error.reason + (f" (hint: {error.hint})" if error.hint else "")) from error
+        hint = f" (hint: {error.hint})" if error.hint else ""
+        raise CaseError(_stage_name(stage), error.reason + hint) from error
     except MedsegError as error:
-        raise CaseFailure(_stage_name(stage), str(error)) from error
+        raise CaseError(_stage_name(stage), str(error)) from error
     except MemoryError as error:
-        raise CaseFailure(_stage_name(stage), "out of memory (hint: use fewer --workers or a smaller scan)") from error
+        raise CaseError(_stage_name(stage), "out of memory (hint: use fewer --workers or a smaller scan)") from error
     except OSError as error:
-        raise CaseFailure(_stage_name(stage), f"{error.strerror or type(error).__name__}") from error
+        raise CaseError(_stage_name(stage), f"{error.strerror or type(error).__name__}") from error
     except Exception as error:  # noqa: BLE001 - one bad case must never stop the batch
         # Messages of unexpected errors from the reading/writing libraries may quote tag values,
         # so only the type goes into the report; the traceback goes to the debug log.
         LOGGER.debug("unexpected error in stage %s", stage, exc_info=True)
         detail = f": {error}" if stage == "predict" else " (run with --debug for the traceback)"
-        raise CaseFailure(_stage_name(stage), f"unexpected {type(error).__name__}{detail}") from error
+        raise CaseError(_stage_name(stage), f"unexpected {type(error).__name__}{detail}") from error
     finally:
         timings[stage] = round(time.perf_counter() - start, 4)
 
 
 def _stage_name(stage: str) -> str:
-    """Report stages are read / predict / write: hashing the inputs is reading, the record is writing."""
-    return {"hash": "read", "record": "write"}.get(stage, stage)
+    """Report stages are read / predict / write: hashing and checking are reading, the rest writing."""
+    return {"hash": "read", "check": "read", "prepare": "write", "record": "write"}.get(stage, stage)
 
 
 def _hash_inputs(source: ScanSource) -> str:
@@ -189,8 +191,12 @@ def _hash_inputs(source: ScanSource) -> str:
     return completion.files_sha256(files)
 
 
-def _skipped_entry(case_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """The entry of a complete case: its recorded case.json with the new status and timings."""
+def _skipped_entry(case_dir: Path, entry: dict[str, Any], input_sha256: str, settings: CaseSettings,
+                   options: dict[str, Any]) -> dict[str, Any] | None:
+    """For a complete case, its recorded case.json with the new status and timings; else None."""
+    if not completion.is_complete(case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256,
+                                  options=options):
+        return None
     recorded = json.loads((case_dir / CASE_FILE).read_text(encoding="utf-8"))
     recorded.update(status="skipped-complete", timings_s=entry["timings_s"])
     return recorded

@@ -17,13 +17,15 @@ from medseg.io.atomic import atomic_write_text
 
 REPORT_NAME = "report.json"
 STATUSES = ("ok", "skipped-complete", "failed")
+# Timed steps of a case (medseg.inference.batch_case); their sum is the seconds per scan.
+CASE_STAGES = ("hash", "check", "prepare", "read", "predict", "write", "record")
 
 
 def summarise(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts per status and mean seconds per predicted scan (read + predict + write)."""
     counts = {status: sum(1 for e in entries if e.get("status") == status) for status in STATUSES}
     done = [e["timings_s"] for e in entries if e.get("status") == "ok"]
-    per_scan = [sum(t.get(stage, 0.0) for stage in ("hash", "read", "predict", "write", "record")) for t in done]
+    per_scan = [sum(t.get(stage, 0.0) for stage in CASE_STAGES) for t in done]
     return {
         "cases": len(entries),
         **counts,

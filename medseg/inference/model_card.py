@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,3 @@ def check_card_fits(card: ModelCard, in_channels: int, out_channels: int, path: 
         raise InputError(path, "the model card does not fit model.yaml: " + "; ".join(problems),
                          "the folder mixes files of different models; re-export it")
 
-
-def names_or_default(names: Sequence[str], count: int, prefix: str) -> tuple[str, ...]:
-    """``names`` if there are ``count`` of them, else ``prefix0, prefix1, ...``."""
-    return tuple(names) if len(names) == count else tuple(f"{prefix}{i}" for i in range(count))

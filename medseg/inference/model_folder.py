@@ -104,7 +104,8 @@ def check_weights_fit(state: dict[str, torch.Tensor], config: ExperimentConfig, 
             problems.append(f"{label}: {', '.join(items[:3])}{more}")
     if problems:
         raise InputError(
-            path, f"the weights do not fit the '{config.network.name}' network of {CONFIG_FILE}: " + "; ".join(problems),
+            path,
+            f"the weights do not fit the '{config.network.name}' network of {CONFIG_FILE}: " + "; ".join(problems),
             "weights.pt and model.yaml come from different models; " + EXPORT_HINT,
         )
 
@@ -118,7 +119,8 @@ def load_model_folder(model_dir: str | Path) -> ModelFolder:
     """
     root = Path(model_dir)
     if not root.is_dir():
-        raise InputError(root, "model folder not found", "give a folder holding model.yaml, weights.pt and model_card.json")
+        raise InputError(root, "model folder not found",
+                         "give a folder holding model.yaml, weights.pt and model_card.json")
     for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE):
         if not (root / name).is_file():
             raise InputError(root / name, f"the model folder has no {name}", EXPORT_HINT)

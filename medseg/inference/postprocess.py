@@ -7,6 +7,7 @@ Both steps use MONAI transforms (``KeepLargestConnectedComponent``, ``RemoveSmal
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,7 +67,10 @@ def remove_small_components(
     )
     for value in _classes(labels, classes):
         mask = labels == value
-        kept = np.asarray(transform(torch.as_tensor(mask[None])).cpu().numpy()[0], dtype=bool)
+        with warnings.catch_warnings():
+            # MONAI 1.6 still passes skimage's deprecated `min_size` (strictly-smaller rule, which we want).
+            warnings.simplefilter("ignore", FutureWarning)
+            kept = np.asarray(transform(torch.as_tensor(mask[None])).cpu().numpy()[0], dtype=bool)
         result[mask & ~kept] = 0
     return result
 

@@ -138,7 +138,9 @@ class Predictor:
         self.network: nn.Module = model.build_network().to(self.device).eval()
 
     @classmethod
-    def from_model(cls, model_dir: str | Path, *, device: str = "cpu", tta: bool = False, **options: object) -> Predictor:
+    def from_model(
+        cls, model_dir: str | Path, *, device: str = "cpu", tta: bool = False, **options: object
+    ) -> Predictor:
         """Load ``model_dir`` (config, weights with ``weights_only=True``, card, calibration)."""
         return cls(load_model_folder(model_dir), device=device, tta=tta, **options)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ from medseg.training.validation import validate
 
 LOGGER = logging.getLogger(__name__)
 
+# Called on the main process after each validation with (epoch, mean validation Dice);
+# returning True stops the run (stop_reason "stopped"), e.g. a pruned hyperparameter trial.
+ValidationCallback = Callable[[int, float], bool]
+
 
 class TrainingDiverged(MedsegError):
     """The loss became non-finite or exploded; the run stopped and kept its last good checkpoint."""
@@ -63,7 +68,7 @@ class TrainResult:
         epochs: epochs completed in total (over every start).
         best_epoch: epoch of ``best.pt`` (0 = no validation yet).
         best_dice: its mean validation Dice (NaN without validation).
-        stop_reason: ``"max_epochs"`` or ``"early_stopping"``.
+        stop_reason: ``"max_epochs"``, ``"early_stopping"`` or ``"stopped"`` (``on_validation`` said stop).
         seconds_per_iteration: mean wall time of one training iteration in this start.
         rank: the process that returned this (torchrun); only rank 0 validated, so only
             its ``best_*`` values are meaningful.
@@ -78,8 +83,14 @@ class TrainResult:
     rank: int = 0
 
 
-def train(config: ExperimentConfig, run_dir: str | Path) -> TrainResult:
+def train(
+    config: ExperimentConfig, run_dir: str | Path, on_validation: ValidationCallback | None = None
+) -> TrainResult:
     """Start a new run in ``run_dir`` (created; must not hold a run already).
+
+    Args:
+        on_validation: optional ``(epoch, val_dice_mean) -> stop?`` called after each validation
+            (main process), e.g. to report to a hyperparameter search and prune the trial.
 
     Raises:
         ConfigError: ``run_dir`` already holds a checkpoint, or the config does not fit the data.
@@ -91,7 +102,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> TrainResult:
             f"{paths.root} already holds a run; continue it with `medseg train --resume {paths.root}` "
             "or choose another --out"
         )
-    return _run(config, paths, fresh=True)
+    return _run(config, paths, fresh=True, on_validation=on_validation)
 
 
 def resume(run_dir: str | Path, max_epochs: int | None = None) -> TrainResult:
@@ -108,11 +119,13 @@ def resume(run_dir: str | Path, max_epochs: int | None = None) -> TrainResult:
     return _run(config, paths, fresh=not paths.last.exists())
 
 
-def _run(config: ExperimentConfig, paths: RunPaths, fresh: bool) -> TrainResult:
+def _run(
+    config: ExperimentConfig, paths: RunPaths, fresh: bool, on_validation: ValidationCallback | None = None
+) -> TrainResult:
     """Set up the process group, then train; always leave the group."""
     context = distributed.start(config.train.device)
     try:
-        return _train(config, paths, fresh, context)
+        return _train(config, paths, fresh, context, on_validation)
     finally:
         distributed.stop(context)
 
@@ -125,7 +138,10 @@ def _seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = False
 
 
-def _train(config: ExperimentConfig, paths: RunPaths, fresh: bool, context: distributed.DistContext) -> TrainResult:
+def _train(
+    config: ExperimentConfig, paths: RunPaths, fresh: bool, context: distributed.DistContext,
+    on_validation: ValidationCallback | None = None,
+) -> TrainResult:
     settings = config.train
     if settings.max_epochs < 1:
         raise ConfigError(f"train.max_epochs: must be at least 1, got {settings.max_epochs}")
@@ -223,7 +239,7 @@ def _train(config: ExperimentConfig, paths: RunPaths, fresh: bool, context: dist
             }
             stop = False
             if epoch % settings.val_every == 0 or epoch == settings.max_epochs:
-                improved = False
+                improved = halted = False
                 if context.is_main and data.val_loader is not None:
                     metrics = validate(model, data.val_loader, geometry, loss_function, data.class_names,
                                        context.device, settings.sw_overlap, settings.sw_batch_size, use_amp)
@@ -232,9 +248,10 @@ def _train(config: ExperimentConfig, paths: RunPaths, fresh: bool, context: dist
                     if math.isfinite(dice) and dice > state["best_dice"] + settings.min_delta:
                         state["best_dice"], state["best_epoch"], improved = dice, epoch, True
                     stop = settings.patience > 0 and epoch - state["best_epoch"] >= settings.patience
-                stop = context.broadcast_flag(stop)
+                    halted = on_validation is not None and bool(on_validation(epoch, dice))
+                stop = context.broadcast_flag(stop or halted)
                 if stop:
-                    state["stop_reason"] = "early_stopping"
+                    state["stop_reason"] = "stopped" if halted else "early_stopping"
                 if context.is_main:
                     row["best_epoch"] = state["best_epoch"]
                     state["history"].append(row)
@@ -247,7 +264,9 @@ def _train(config: ExperimentConfig, paths: RunPaths, fresh: bool, context: dist
                 save_checkpoint(checkpoint_state(epoch), paths.last)
             if context.is_main:
                 logger.write(state["history"], plot="val_loss" in row or epoch == settings.max_epochs)
-                if stop:
+                if stop and halted:
+                    bar.write(f"stopped at epoch {epoch} by the validation callback (e.g. a pruned trial)")
+                elif stop:
                     bar.write(f"early stopping at epoch {epoch}: no better validation Dice since epoch "
                               f"{state['best_epoch']} ({settings.patience} epochs of patience)")
             state["epoch"] = epoch

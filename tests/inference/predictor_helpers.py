@@ -143,3 +143,36 @@ def mirror_symmetric_state(config: ExperimentConfig, seed: int = 0) -> dict[str,
             value = sum(torch.flip(value, f) if f else value for f in flips) / len(flips)
         symmetric[key] = value.clone()
     return symmetric
+
+
+def write_sphere_dataset(root: Path, cases: int = 5, size: int = SIZE) -> Path:
+    """A Decathlon data set of sphere scans (1.5 mm voxels) with labels; returns dataset.json."""
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    training = []
+    for index in range(cases):
+        image, mask = sphere_image(size, tuple(rng.uniform(9, 14, size=3)), rng.uniform(4, 6), seed=index)
+        name = f"sphere_{index:03d}"
+        nib.save(nib.Nifti1Image(image, affine), root / "imagesTr" / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), root / "labelsTr" / f"{name}.nii.gz")
+        training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+    content = {"name": "spheres", "description": "bright spheres", "modality": {"0": "MR"},
+               "labels": {"0": "background", "1": "sphere"}, "training": training, "test": []}
+    path = root / "dataset.json"
+    path.write_text(json.dumps(content, indent=2), encoding="utf-8")
+    return path
+
+
+def train_tiny_run(dataset_json: Path, run_dir: Path, epochs: int = 1) -> Path:
+    """A real run folder from ``medseg.training.loop.train`` (tiny UNet, ``epochs`` epochs)."""
+    from medseg.training.loop import train
+
+    config = tiny_config(
+        data__dataset_json=str(dataset_json), train__max_epochs=epochs, train__progress=False,
+        train__cache="none", train__batch_size=2, train__device="cpu",
+        split__val_fraction=0.2, split__test_fraction=0.2, sampling__samples_per_case=1,
+    )
+    train(config, run_dir)
+    return run_dir

@@ -62,7 +62,7 @@ def test_outputs_lie_on_the_nifti_input_grid(predictor: Predictor, affine: np.nd
     assert prediction.probabilities.shape == (2, 24, 24, 24) and prediction.probabilities.dtype == np.float32
     assert prediction.uncertainty.shape == (24, 24, 24)
     np.testing.assert_allclose(prediction.probabilities.sum(axis=0), 1.0, atol=1e-5)
-    assert 0.0 <= prediction.uncertainty.min() and prediction.uncertainty.max() <= 1.0
+    assert prediction.uncertainty.min() >= 0.0 and prediction.uncertainty.max() <= 1.0
     _, truth = sphere_image(24, (10, 12, 13), 5)
     assert _dice(prediction.labels.array, truth) > 0.8  # the mask is where the sphere is, in this layout
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
@@ -139,3 +139,21 @@ def test_window_count_matches_monai_sliding_window(shape: tuple, window: tuple, 
     padded = tuple(max(s, w) for s, w in zip(shape, window))
     interval = _get_scan_interval(padded, window, 3, (overlap,) * 3)
     assert window_count(shape, window, overlap) == len(dense_patch_slices(padded, window, interval))
+
+
+def test_deepmedic_goes_through_valid_sliding_windows_onto_the_source_grid(tmp_path: Path) -> None:
+    from medseg.networks import build_network
+
+    config = tiny_config(
+        network__name="deepmedic", network__deepmedic_channels=[4, 4, 4, 4], network__deepmedic_fc_channels=[8],
+        network__deepmedic_residual_layers=[4], network__patch_size=[], network__window_size=[9, 9, 9],
+    )
+    torch.manual_seed(0)
+    folder = write_model_folder(tmp_path / "deepmedic", build_network(config.network).state_dict(), config)
+    volume = sphere_volume(oblique_affine(), centre=(10, 12, 13), radius=5)
+    calls: list[float] = []
+    prediction = Predictor.from_model(folder).predict(volume, progress=calls.append)
+    np.testing.assert_allclose(prediction.labels.affine, volume.affine, atol=1e-5)
+    assert prediction.probabilities.shape == (2, 24, 24, 24)
+    np.testing.assert_allclose(prediction.probabilities.sum(axis=0), 1.0, atol=1e-5)
+    assert len(calls) == 64 + 3  # 4^3 output windows of 9 voxels (step 6), plus three stage reports
