@@ -301,7 +301,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        reason = " ".join(str(error).split())  # PyYAML's message spans lines (with a caret); errors are one line
+        raise ConfigError(f"{path}: not valid YAML ({reason})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

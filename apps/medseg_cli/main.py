@@ -13,17 +13,21 @@ from medseg_cli import (
     calibrate_command,
     demo_command,
     evaluate_command,
+    export_command,
     export_model_command,
     info_command,
+    lr_find_command,
     predict_command,
     sample_command,
     train_command,
+    tune_command,
     view_command,
 )
 
 COMMANDS = (
     info_command, sample_command, train_command, export_model_command, calibrate_command, predict_command,
-    evaluate_command, view_command, demo_command,
+    evaluate_command, view_command, demo_command, tune_command,
+    lr_find_command, export_command,
 )
 
 

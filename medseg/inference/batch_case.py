@@ -143,9 +143,7 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
         prediction = _timed(timings, "predict", lambda: _predict(predictor, volume))
         _timed(timings, "write", lambda: _write_outputs(case_dir, volume, prediction, predictor, settings,
                                                           dicom, entry))
-        _timed(timings, "record", lambda: completion.write_record(
-            case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256, options=options,
-            outputs=[*entry["outputs"], CASE_FILE]))
+        _timed(timings, "record", lambda: _finish_case(case_dir, entry, input_sha256, settings, options))
     except CaseError as failure:
         entry.update(status="failed", stage=failure.stage, reason=failure.reason, outputs=[])
         LOGGER.info("%s (%s) failed at %s: %s", plan.case_id, plan.relative_input, failure.stage, failure.reason)
@@ -193,12 +191,14 @@ def _hash_inputs(source: ScanSource) -> str:
 
 def _skipped_entry(case_dir: Path, entry: dict[str, Any], input_sha256: str, settings: CaseSettings,
                    options: dict[str, Any]) -> dict[str, Any] | None:
-    """For a complete case, its recorded case.json with the new status and timings; else None."""
+    """For a complete case, its recorded case.json with the new status and timings (the run that made
+    the outputs: ``previous_timings_s``); else None."""
     if not completion.is_complete(case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256,
                                   options=options):
         return None
     recorded = json.loads((case_dir / CASE_FILE).read_text(encoding="utf-8"))
-    recorded.update(status="skipped-complete", timings_s=entry["timings_s"])
+    recorded.update(status="skipped-complete", timings_s=entry["timings_s"],
+                    previous_timings_s=recorded.get("timings_s", {}))
     return recorded
 
 
@@ -220,7 +220,7 @@ def _predict(predictor: Any, volume: Volume) -> Any:
 
 def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: Any, settings: CaseSettings,
                    dicom: bool, entry: dict[str, Any]) -> None:
-    """Every output file, then case.json; fills the entry's outputs, QC flags and volumes."""
+    """Every output file; fills the entry's outputs, QC flags and volumes."""
     written = [SEG_FILE]
     write_labels(prediction.labels, case_dir / SEG_FILE, volume)
     if dicom:
@@ -245,7 +245,14 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
         mean_uncertainty_in_structures=None if math.isnan(mean_uncertainty) else round(mean_uncertainty, 4),
         predictor_timings_s={k: round(float(v), 4) for k, v in prediction.timings.items()},
     )
+
+
+def _finish_case(case_dir: Path, entry: dict[str, Any], input_sha256: str, settings: CaseSettings,
+                 options: dict[str, Any]) -> None:
+    """case.json, then the completion record over every output (last)."""
     _write_case_json(case_dir, entry)
+    completion.write_record(case_dir, input_sha256=input_sha256, model_sha256=settings.model_sha256,
+                            options=options, outputs=[*entry["outputs"], CASE_FILE])
 
 
 def write_float_map(array: np.ndarray, path: Path, affine: np.ndarray) -> Path:

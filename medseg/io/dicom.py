@@ -245,6 +245,9 @@ def read_enhanced_dicom(
     if header is None:
         raise InputError(path, "not a DICOM file", "give an enhanced multi-frame DICOM file")
     check_image_object(path, header)
+    if "PerFrameFunctionalGroupsSequence" not in header and int(header.get("NumberOfFrames") or 1) <= 1:
+        raise InputError(path, "a single image slice (a classic single-frame object), not a volume",
+                         "give the folder that holds every slice of the series")
     headers = frame_headers(path, header)
     geometry = check_stack(path, headers, min_slices=min_slices)
     shape = geometry.shape

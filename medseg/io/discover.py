@@ -241,7 +241,8 @@ def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanS
     try:
         checked = check_series_files(folder, files, [header for _, header in members])
     except InputError as error:
-        return ScanSource(**base, problem=_problem(error))
+        # The files stay with the source, so reading it raises the reader's own error.
+        return ScanSource(**base, files=files, problem=_problem(error))
     affine = checked.geometry.affine
     return ScanSource(
         **base,

@@ -15,6 +15,7 @@ A checkpoint is a dict:
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -36,17 +37,37 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return final
 
 
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temp files a killed run left mid-write (``atomic_path``'s ``.NAME.tmp-XXXX.pt``); returns them.
+
+    Call only when no other process writes checkpoints into ``folder`` (at the start of a run).
+    """
+    stale = sorted(Path(folder).glob(".*.tmp-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
 
     Raises:
-        InputError: missing, truncated or not a medseg checkpoint.
+        InputError: missing, truncated, holding pickled objects beyond tensors and data (refused),
+            or not a medseg checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found", "give the path of a .pt file in a run's checkpoints/ folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            path,
+            f"refused to load: the checkpoint holds pickled Python objects, not only tensors and data "
+            f"({first_line}); loading it unsafely could run arbitrary code",
+            "only use checkpoints written by `medseg train` from a source you trust",
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise InputError(path, f"cannot read the checkpoint ({type(error).__name__}: {error})",
                          "the file is damaged or not a torch checkpoint; use another checkpoint") from None

@@ -32,6 +32,7 @@ from medseg.training import distributed
 from medseg.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
+    remove_stale_temps,
     restore_rng_state,
     save_checkpoint,
 )
@@ -151,6 +152,7 @@ def _train(
     geometry = network_geometry(config.network)
     if context.is_main:
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(paths.checkpoints)  # a run killed mid-write leaves its temp file
         if fresh:
             write_config(config, paths)
     context.barrier()

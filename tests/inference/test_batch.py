@@ -173,6 +173,7 @@ def test_single_scan_and_series_folder_inputs(first_run, tmp_path: Path) -> None
     assert (tmp_path / "series" / result.cases[0]["case_id"] / "seg.dcm").is_file()
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_outputs(first_run, tmp_path: Path) -> None:
     study, model, out, _ = first_run
     result = run_batch(study, model, tmp_path / "out2", uncertainty=True, probabilities=True, workers=2,

@@ -30,6 +30,7 @@ def _study(root: Path) -> Path:
     return study
 
 
+@pytest.mark.slow
 def test_rerun_after_sigkill_completes_every_case(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     model = tiny_model_folder(tmp_path_factory.getbasetemp())
