@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = export_model(args.model_dir, args.fmt, args.out, tolerance=args.tolerance)
     axes = "dynamic batch and spatial axes" if result.dynamic else f"fixed input {list(result.input_shape)}"
-    print(f"{result.format} export {result.path}: max abs difference {result.max_abs_diff:.2e} vs PyTorch on a "
-          f"sample window {list(result.input_shape)} ({axes}); {result.seconds:.1f} s")
+    print(f"{result.format} export {result.path}: max abs difference {result.max_abs_diff:.2e} in the logits "
+          f"(probabilities {result.probability_diff:.2e}) vs PyTorch on a sample window {list(result.input_shape)} "
+          f"({axes}); {result.seconds:.1f} s")
     return 0

@@ -209,6 +209,7 @@ def _write_dicom_case(
     volume = image.with_array(image.array.astype(np.int16))
     entropy = [config.name, str(config.seed), str(index)]
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    temp.chmod(0o755)  # mkdtemp makes it private; the finished folder is renamed from it
     try:
         write_dicom_series(
             volume, temp, modality=modality,

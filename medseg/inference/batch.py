@@ -35,6 +35,7 @@ from medseg.errors import InputError
 from medseg.inference import batch_report, completion
 from medseg.inference.batch_case import CasePlan, CaseSettings, run_case
 from medseg.inference.case_ids import case_id, check_unique, relative_input
+from medseg.io.atomic import output_error
 from medseg.io.discover import discover
 
 LOGGER = logging.getLogger(__name__)
@@ -135,7 +136,10 @@ def run_batch(
         raise InputError(out_dir, f"--workers must be at least 1, got {workers}", "give --workers 1 or more")
     out = Path(out_dir)
     plans, ignored = plan_cases(input_path, out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(out, error) from error
     if predictor is None:
         # Loaded here even with worker processes: a broken model folder fails once, clearly.
         predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta)

@@ -198,6 +198,7 @@ def export_model_folder(
     keep_calibration = _check_target(target, weights, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    temp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
         (temp / CONFIG_FILE).write_text(
             yaml.safe_dump(config_to_dict(inference_config(config)), sort_keys=False), encoding="utf-8"

@@ -149,6 +149,7 @@ def write_dicom_series(
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    temp.chmod(0o755)  # mkdtemp makes it private; the finished folder is renamed from it
     try:
         names = []
         for number in range(n_slices):

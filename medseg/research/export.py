@@ -51,6 +51,8 @@ class ExportResult:
         path: the exported file.
         format: ``"torchscript"`` or ``"onnx"``.
         max_abs_diff: max |exported - PyTorch| of the logits on the sample window.
+        probability_diff: max |exported - PyTorch| of the softmax probabilities there.
+        logit_scale: max |logit| of the PyTorch model there (float32 rounding grows with it).
         input_shape: the sample window (1, C, I, J, K).
         dynamic: True when batch and spatial sizes may vary (checked on a second size).
         dynamic_max_abs_diff: the difference on that second size (NaN when fixed).
@@ -60,6 +62,8 @@ class ExportResult:
     path: Path
     format: str
     max_abs_diff: float
+    probability_diff: float
+    logit_scale: float
     input_shape: tuple[int, ...]
     dynamic: bool
     dynamic_max_abs_diff: float
@@ -238,7 +242,9 @@ def export_model(
                 _write_onnx(network, sample, temp, attempt)
             exported = load_exported_network(temp)
             with torch.no_grad():
-                diff = _max_diff(exported(sample), expected)
+                output = exported(sample)
+                diff = _max_diff(output, expected)
+                probability_diff = _max_diff(output.softmax(1), expected.softmax(1))
                 if attempt:
                     try:
                         dynamic_diff = _max_diff(exported(second), expected_second)
@@ -250,14 +256,18 @@ def export_model(
             if dynamic or not attempt:
                 break
             dynamic_diff = float("nan")
+        scale = float(expected.abs().max())
         if not diff < tolerance:
             raise OutputError(
-                f"{target}: the {fmt} export differs from the PyTorch model by up to {diff:.3g} on the sample window "
-                f"{list(shape)} (tolerance {tolerance:g}); nothing was written. Raise --tolerance only if this "
+                f"{target}: the {fmt} export's logits differ from the PyTorch model's by up to {diff:.3g} on the "
+                f"sample window {list(shape)} (tolerance {tolerance:g}; logits up to {scale:.3g}, so a relative "
+                f"{diff / max(scale, 1e-12):.1g}; probabilities differ by up to {probability_diff:.2g}); nothing was "
+                "written. float32 runtimes round large normalisation sums differently: raise --tolerance if this "
                 "difference is acceptable for your use"
             )
     seconds = time.perf_counter() - started
-    result = ExportResult(target, fmt, diff, shape, dynamic, dynamic_diff if dynamic else float("nan"), seconds)
+    result = ExportResult(target, fmt, diff, probability_diff, scale, shape, dynamic,
+                          dynamic_diff if dynamic else float("nan"), seconds)
     record = read_export_record(model.path)
     try:
         stored = target.resolve().relative_to(model.path.resolve())
@@ -265,7 +275,8 @@ def export_model(
         stored = target.resolve()
     record[fmt] = {
         "file": str(stored), "weights_sha256": file_sha256(model.path / WEIGHTS_FILE), "input": ["image", list(shape)],
-        "output": "logits", "dynamic_axes": dynamic, "max_abs_diff": diff,
+        "output": "logits", "dynamic_axes": dynamic, "max_abs_diff": diff, "probability_max_abs_diff": probability_diff,
+        "logit_scale": scale,
         "dynamic_max_abs_diff": result.dynamic_max_abs_diff if dynamic else None, "tolerance": tolerance,
         "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **({"opset": ONNX_OPSET, "onnxruntime": _onnxruntime_version()} if fmt == "onnx" else {}),

@@ -78,9 +78,6 @@ def test_file_size_limit_efbig_fails_the_case_clearly(tmp_path_factory: pytest.T
     _final_outputs_whole(out)
 
 
-@pytest.mark.xfail(raises=NotADirectoryError, strict=False,
-                   reason="run_batch's out.mkdir lets OSError escape (medseg/inference/batch.py, owned by the "
-                          "batch helper): wrap it with medseg.io.atomic.output_error")
 def test_output_path_under_a_file_is_one_line_error(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     model = tiny_model_folder(tmp_path_factory.getbasetemp())

@@ -33,6 +33,7 @@ def test_export_matches_pytorch_and_drives_the_predictor(model_dir: Path, fmt: s
     result = export_model(model_dir, fmt)
     assert result.path == model_dir / {"torchscript": "model.ts", "onnx": "model.onnx"}[fmt]
     assert result.max_abs_diff < 1e-4 and result.input_shape == (1, 1, 24, 24, 24)
+    assert result.probability_diff <= result.max_abs_diff and result.logit_scale > 1.0
     assert result.dynamic and result.dynamic_max_abs_diff < 1e-4
     record = json.loads((model_dir / "export.json").read_text())[fmt]
     assert record["max_abs_diff"] == pytest.approx(result.max_abs_diff) and record["dynamic_axes"] is True
