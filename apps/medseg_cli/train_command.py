@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.config import load_experiment
     from medseg.errors import ConfigError
     from medseg.training.loop import resume, train
+    from medseg.training.run_folder import record_command
 
     if args.resume is not None:
         if args.out or args.set or args.init_from:
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.init_from is not None:
             overrides.append(f"train.finetune.init_from={args.init_from.resolve()}")
         config = load_experiment(args.config, overrides)
+        record_command(args.out, ["medseg", *args.argv])
         result = train(config, args.out)
     if result.rank != 0:
         return 0  # torchrun: one report, from the process that validated

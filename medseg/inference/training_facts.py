@@ -130,7 +130,7 @@ def training_summary(
     starts = run_info.get("starts") or [{}]
     run_name = paths.root.name
     return {
-        "command": f"medseg train --config {run_name}/config.yaml --out {run_name}",
+        "command": _recorded_command(paths) or f"medseg train --config {run_name}/config.yaml --out {run_name}",
         "run": run_name,
         "checkpoint": checkpoint,
         "data": {
@@ -150,3 +150,11 @@ def training_summary(
         "versions": run_info.get("versions", {}),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _recorded_command(paths: RunPaths) -> str:
+    """The command line kept in ``RUN/command.txt`` by ``medseg train``, or ``""``."""
+    try:
+        return paths.command.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""

@@ -3,6 +3,7 @@
 Layout::
 
     RUN/config.yaml         the resolved ExperimentConfig (absolute paths); ``--resume`` reads it
+    RUN/command.txt         the command line that started the run
     RUN/run.json            seed, package versions, device and world size of each start
     RUN/split.json          the patient-level split (``medseg.data.splits``)
     RUN/log.csv             one row per epoch; RUN/plots/{loss,dice}.png; RUN/tensorboard/ if installed
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,10 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def command(self) -> Path:
+        return self.root / "command.txt"
 
     @property
     def info(self) -> Path:
@@ -95,6 +101,15 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
         return load_config(ExperimentConfig, load_yaml(paths.config))
     except ConfigError as error:
         raise ConfigError(f"{paths.config}: {error}") from None
+
+
+def record_command(run_dir: str | Path, argv: list[str]) -> None:
+    """Keep the command line that created the run as ``RUN/command.txt`` (first one wins; resumes keep it)."""
+    path = RunPaths(Path(run_dir)).command
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, shlex.join(argv) + "\n")
 
 
 def record_start(paths: RunPaths, config: ExperimentConfig, **facts: Any) -> None:

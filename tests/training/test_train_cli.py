@@ -67,3 +67,7 @@ def test_resume_continues_to_a_new_epoch_count(tiny_dataset: Path, tmp_path: Pat
     assert main(["train", "--resume", str(run), "--max-epochs", "2"]) == 0
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
     assert main(["train", "--resume", str(run), "--set", "seed=1"]) == 2
+    # The command that started the run is kept (resumes do not replace it); model cards cite it.
+    assert (run / "command.txt").read_text().split() == [
+        "medseg", "train", "--config", str(config), "--out", str(run), "--max-epochs", "1"
+    ]
