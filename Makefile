@@ -26,8 +26,8 @@ demo: setup
 	$(MEDSEG) sample datasets/brain-tissue.yaml --out $(DATA)/brain-tissue
 	$(MEDSEG) sample datasets/ct-phantom.yaml --out $(DATA)/ct-phantom
 	$(MEDSEG) info $(DATA)/brain-tissue/dicom
-	$(MEDSEG) info $(DATA)/brain-tissue/imagesTr
 	$(MEDSEG) info $(DATA)/ct-phantom/imagesTr
+	$(MEDSEG) demo --out demo-output --data $(DATA) --pretrained models/brain-tissue-unet
 
 test: setup
 	$(PYTHON) -m pytest -q
