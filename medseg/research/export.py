@@ -177,7 +177,7 @@ def _write_torchscript(network: nn.Module, sample: torch.Tensor, path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(network, sample, check_trace=False)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
 
 
 def _write_onnx(network: nn.Module, sample: torch.Tensor, path: Path, dynamic: bool) -> None:

@@ -198,7 +198,8 @@ def _plot(lrs: np.ndarray, losses: np.ndarray, smoothed: np.ndarray, suggestion:
     axis.set_xlabel("learning rate")
     axis.set_ylabel("training loss")
     if smoothed.size:
-        low, high = float(np.min(smoothed)), float(np.max(smoothed[: max(1, smoothed.size // 2)]))
+        low = float(min(np.min(smoothed), np.min(losses)))
+        high = float(np.max(smoothed[: max(1, smoothed.size // 2)]))
         axis.set_ylim(low - 0.1 * abs(low), max(high, low) * 1.5 + 1e-6)
     axis.set_title(f"Learning-rate range test ({stop_reason})")
     axis.grid(alpha=0.3, which="both")

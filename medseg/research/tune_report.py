@@ -111,12 +111,19 @@ def plot_dice_vs_params(rows: Sequence[dict[str, Any]], space: SearchSpace, path
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     names = space.searched()
-    figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False, sharey=True)
+    columns = min(len(names), 3)
+    lines = -(-len(names) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.2 * lines), squeeze=False, sharey=True)
     best = best_row(rows)
-    for axis, name in zip(axes[0], names):
-        choices = [str(c) for c in getattr(space, name)] if name in ("loss",) else None
+    for axis in axes.flat[len(names):]:
+        axis.set_visible(False)
+    for axis, name in zip(axes.flat, names):
+        # Choices (categorical) are shown evenly spaced in their order; lr and dropout on a value axis.
+        choices = [str(c) for c in getattr(space, name)] if name in ("batch_size", "patch_size", "loss", "width") \
+            else None
         for state, style in (("COMPLETE", {"color": "tab:blue"}), ("PRUNED", {"color": "0.6", "marker": "x"})):
             points = [(r[name], r["val_dice"]) for r in rows if r["state"] == state and r["val_dice"] is not None
                       and r[name] is not None]
@@ -129,13 +136,16 @@ def plot_dice_vs_params(rows: Sequence[dict[str, Any]], space: SearchSpace, path
             axis.scatter([x], [best["val_dice"]], marker="*", s=180, color="tab:red", label="best", zorder=3)
         if name == "lr":
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())
             axis.set_xlabel(f"lr at batch {space.base_batch_size or 'base'}")
         else:
             axis.set_xlabel(name)
         if choices:
             axis.set_xticks(range(len(choices)), choices, rotation=20)
+            axis.set_xlim(-0.5, len(choices) - 0.5)
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("best validation Dice")
+    for line in axes:
+        line[0].set_ylabel("best validation Dice")
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     with atomic_path(path) as temp:
