@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each class at inference")
     parser.add_argument("--force", action="store_true", help="replace a folder holding a different model")
+    parser.add_argument("--search", type=Path, default=None, metavar="SEARCH_JSON",
+                        help="the search.json of the `medseg tune` study this config came from (recorded in the card)")
     parser.add_argument("--no-qc", action="store_true",
                         help="skip the QC ranges (when the training data are not available)")
     parser.set_defaults(run=run)
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     path = export_model_folder(
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
+        search_json=args.search,
     )
     card = load_model_folder(path).card
     training = card.training

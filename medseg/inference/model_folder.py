@@ -156,6 +156,7 @@ def export_model_folder(
     overwrite: bool = False,
     qc_reference: bool = True,
     largest_component: bool = False,
+    search_json: str | Path | None = None,
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -168,6 +169,8 @@ def export_model_folder(
         overwrite: replace an existing folder holding different weights.
         qc_reference: compute QC ranges from the run's training split (needs the data set).
         largest_component: switch on largest-connected-component postprocessing in the card.
+        search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
+            records it under ``training.search``.
 
     Returns:
         ``model_dir``.
@@ -195,6 +198,10 @@ def export_model_folder(
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
                       checkpoint)
+    if search_json is not None:
+        from medseg.research.tune_report import search_card_entry  # local: only for tuned models
+
+        card = replace(card, training={**card.training, "search": search_card_entry(search_json)})
     keep_calibration = _check_target(target, weights, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

@@ -94,6 +94,13 @@ def test_two_trials_write_every_output_and_never_open_the_test_split(
     assert "2 trials (2 complete)" in printed and f"best: trial {result.best['trial']}" in printed
     assert len(list((out / "trials").iterdir())) == 2
 
+    # A model exported from the best trial's run records the search in its card.
+    model = tmp_path / "model"
+    assert main(["export-model", str(out / "trials" / str(result.best["trial"])), "--out", str(model),
+                 "--search", str(out / "search.json")]) == 0
+    search = json.loads((model / "model_card.json").read_text())["training"]["search"]
+    assert search["best"]["trial"] == result.best["trial"] and search["trials"] == {"COMPLETE": 2}
+
 
 def test_a_trial_below_the_median_is_pruned_after_its_first_validation(tiny_config_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "search"
