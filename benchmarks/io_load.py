@@ -6,36 +6,28 @@ medseg does more per read (series checks, geometry validation, NaN/size checks),
 shows what that costs.
 
 Usage:
-    python benchmarks/io_load.py [--shape 512 512 300] [--repeats 3] [--out benchmarks/results/io_load.json]
+    python benchmarks/io_load.py [--shape 512 512 300] [--repeats 3]   # writes benchmarks/results/io_load.{json,md}
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from medseg.io import read_scan
-from medseg.io.dicom_export import write_dicom_series
-from medseg.types import Volume
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ensure_root_on_path, machine, median_seconds, write_results  # noqa: E402
 
+ensure_root_on_path()
 
-def median_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from medseg.io import read_scan  # noqa: E402
+from medseg.io.dicom_export import write_dicom_series  # noqa: E402
+from medseg.types import Volume  # noqa: E402
 
 
 def sitk_series(folder: Path) -> np.ndarray:
@@ -46,8 +38,8 @@ def sitk_series(folder: Path) -> np.ndarray:
 
 
 def nibabel_load(path: Path) -> np.ndarray:
-    """Baseline: nibabel alone, raw stored values, shape (I, J, K)."""
-    return np.asanyarray(nib.load(path).dataobj)
+    """Baseline: nibabel alone, raw stored values read into memory (not a lazy memmap), shape (I, J, K)."""
+    return np.array(nib.load(path).dataobj)
 
 
 def run(shape: tuple[int, int, int], repeats: int) -> list[dict[str, object]]:
@@ -69,7 +61,8 @@ def run(shape: tuple[int, int, int], repeats: int) -> list[dict[str, object]]:
         cases = [
             ("DICOM series", lambda: read_scan(series), lambda: sitk_series(series), "SimpleITK ImageSeriesReader"),
             ("NIfTI .nii", lambda: read_scan(root / "scan.nii"), lambda: nibabel_load(root / "scan.nii"), "nibabel"),
-            ("NIfTI .nii.gz", lambda: read_scan(root / "scan.nii.gz"), lambda: nibabel_load(root / "scan.nii.gz"), "nibabel"),
+            ("NIfTI .nii.gz", lambda: read_scan(root / "scan.nii.gz"), lambda: nibabel_load(root / "scan.nii.gz"),
+             "nibabel"),
         ]
         for label, medseg_read, baseline_read, baseline_name in cases:
             medseg_read()  # warm the page cache and imports for both
@@ -105,13 +98,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(512, 512, 300))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/io_load.json"))
     args = parser.parse_args()
+    facts = machine()
     rows = run(tuple(args.shape), args.repeats)
-    print(markdown(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "io_load", "repeats": args.repeats, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    table = markdown(rows)
+    print(table)
+    payload = {"benchmark": "io_load", "machine": facts, "load_average_end": machine()["load_average"],
+               "repeats": args.repeats, "rows": rows}
+    print(f"wrote {write_results('io_load', payload, table)}")
 
 
 if __name__ == "__main__":

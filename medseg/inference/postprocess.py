@@ -78,5 +78,9 @@ def remove_small_components(
 def class_volumes_ml(labels: np.ndarray, spacing: Sequence[float], class_names: Sequence[str]) -> dict[str, float]:
     """Volume in mL of each foreground class (name -> mL), zero for absent classes."""
     voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
-    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=len(class_names))
+    flat = np.asarray(labels).reshape(-1)
+    counts = np.zeros(len(class_names), dtype=np.int64)
+    for start in range(0, flat.size, 1 << 22):  # chunks: no int64 copy of a whole CT
+        chunk = np.bincount(flat[start : start + (1 << 22)].astype(np.int64), minlength=len(class_names))
+        counts[: len(chunk)] += chunk[: len(class_names)]
     return {name: float(counts[index]) * voxel_ml for index, name in enumerate(class_names) if index > 0}
