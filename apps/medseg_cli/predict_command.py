@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation (slower)")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="inference device (default cpu)")
+    parser.add_argument("--runtime", choices=("torch", "torchscript", "onnx"), default="torch",
+                        help="run the weights (torch) or the model folder's `medseg export` file (default torch)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the batch, print a summary and the failed cases; 1 when any case failed."""
     from medseg.inference.batch import run_batch
 
-    result = run_batch(args.input, args.model, args.out, uncertainty=args.uncertainty,
+    result = run_batch(args.input, args.model, args.out, uncertainty=args.uncertainty, runtime=args.runtime,
                        probabilities=args.probabilities, tta=args.tta, workers=args.workers,
                        device=args.device, progress=not args.no_progress)
     if result.report_path is None:  # torchrun rank > 0: rank 0 reports

@@ -107,6 +107,7 @@ def run_batch(
     device: str = "cpu",
     progress: bool = True,
     predictor: Any = None,
+    runtime: str = "torch",
 ) -> BatchResult:
     """Predict every scan under ``input_path`` with the model in ``model_dir``; write ``out_dir``.
 
@@ -142,9 +143,10 @@ def run_batch(
         raise output_error(out, error) from error
     if predictor is None:
         # Loaded here even with worker processes: a broken model folder fails once, clearly.
-        predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta)
+        predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta,
+                                         runtime=runtime)
     settings = CaseSettings(out_dir=out, model_sha256=completion.folder_sha256(model_dir),
-                            uncertainty=uncertainty, probabilities=probabilities, tta=tta)
+                            uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime)
     rank, world_size = _join_launcher()
     mine = plans[rank::world_size]
     bar = tqdm(total=len(mine), desc="medseg predict", unit="case", disable=not progress, dynamic_ncols=True)
@@ -192,14 +194,14 @@ def _advance(bar: tqdm, entry: dict[str, Any]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_dir: str, device: str, tta: bool, threads: int) -> None:
+def _init_worker(model_dir: str, device: str, tta: bool, threads: int, runtime: str = "torch") -> None:
     """Pool initializer: limit torch threads, load the Predictor."""
     import torch
 
     from medseg.inference.predictor import Predictor
 
     torch.set_num_threads(threads)
-    _WORKER["predictor"] = Predictor.from_model(model_dir, device=device, tta=tta)
+    _WORKER["predictor"] = Predictor.from_model(model_dir, device=device, tta=tta, runtime=runtime)
 
 
 def _worker_case(plan: CasePlan, settings: CaseSettings) -> dict[str, Any]:
@@ -214,7 +216,7 @@ def _run_pool(plans: Sequence[CasePlan], model_dir: Path, settings: CaseSettings
     entries: dict[str, dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(str(model_dir), device, tta, threads)) as pool:
+                             initargs=(str(model_dir), device, tta, threads, settings.runtime)) as pool:
         futures = {pool.submit(_worker_case, plan, settings): plan for plan in plans}
         for future in as_completed(futures):
             plan = futures[future]

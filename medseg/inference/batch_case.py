@@ -72,6 +72,7 @@ class CaseSettings:
         uncertainty: write ``uncertainty.nii.gz``.
         probabilities: write ``probabilities.nii.gz``.
         tta: mirror test-time augmentation (recorded: it changes the outputs).
+        runtime: ``"torch"``, ``"torchscript"`` or ``"onnx"`` (recorded: it changes the outputs).
     """
 
     out_dir: Path
@@ -79,12 +80,13 @@ class CaseSettings:
     uncertainty: bool = False
     probabilities: bool = False
     tta: bool = False
+    runtime: str = "torch"
 
     def options(self, dicom: bool) -> dict[str, Any]:
         """The output-changing settings kept in the completion record."""
         from medseg import __version__
 
-        return {"uncertainty": self.uncertainty, "probabilities": self.probabilities, "tta": self.tta,
+        return {"uncertainty": self.uncertainty, "probabilities": self.probabilities, "tta": self.tta, "runtime": self.runtime,
                 "dicom_seg": dicom, "medseg": __version__}
 
 

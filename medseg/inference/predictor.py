@@ -34,6 +34,8 @@ from torch import nn
 from medseg.config import ExperimentConfig
 from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
+
+RUNTIMES = ("torch", "torchscript", "onnx")
 from medseg.inference.fast_window import WindowBlend, blend_windows
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
@@ -122,6 +124,8 @@ class Predictor:
         engine: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (``medseg.inference.engine``; fast path only).
         crop_foreground: fast path: run windows over the foreground box only.
         precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (``medseg.inference.engine``; fast path only).
+        runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
+            ``medseg export`` (run in float32).
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Predictor:
         engine: str = "auto",
         crop_foreground: bool = False,
         precision: str = "auto",
+        runtime: str = "torch",
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -152,7 +157,18 @@ class Predictor:
         self.largest_component = card.largest_component if largest_component is None else largest_component
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
-        self.network: nn.Module = model.build_network().to(self.device).eval()
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
+        self.runtime = runtime
+        if runtime == "torch":
+            self.network: nn.Module = model.build_network().to(self.device).eval()
+        else:
+            # The model folder's own TorchScript/ONNX export (`medseg export`), refused when stale.
+            from medseg.research.export import load_model_export
+
+            self.network = load_model_export(model.path, runtime).to(self.device).eval()
+            precision = "float32"  # an exported graph runs as exported
+            engine = "torch"
         if engine not in ENGINES:
             raise ConfigError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
         self.fast = bool(fast) and self.geometry.margin == 0

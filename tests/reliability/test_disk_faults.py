@@ -8,6 +8,7 @@ ENOSPC from a 1 MiB tmpfs (skipped when mounting is not permitted).
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import uuid
@@ -113,6 +114,9 @@ def test_full_disk_enospc_leaves_no_partial_file(tmp_path_factory: pytest.TempPa
     model = tiny_model_folder(tmp_path_factory.getbasetemp())
     study = _study(tmp_path, cases=3)
     out = tiny_disk / "out"
+    # Leave 16 KiB free: less than one case's outputs, however well they compress.
+    stats = os.statvfs(tiny_disk)
+    (tiny_disk / "filler").write_bytes(b"\0" * max(0, stats.f_bavail * stats.f_frsize - 16 * 1024))
     status = main(["predict", str(study), "--model", str(model), "--out", str(out), "--probabilities",
                    "--uncertainty", "--no-progress"])
     stdout, err = capsys.readouterr()

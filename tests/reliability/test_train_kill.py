@@ -10,6 +10,7 @@ a run that was never interrupted, and no temp file may be left.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_sigkill_at_six_points_then_resume_matches_an_uninterrupted_run(tmp_path
     config.write_text(yaml.safe_dump(tiny_config_dict(dataset, **{"train.max_epochs": EPOCHS, "train.val_every": 2})))
     reference, run, log = tmp_path / "reference", tmp_path / "run", tmp_path / "train.log"
     checkpoints = run / "checkpoints"
+    started = time.perf_counter()
     train(load_experiment(config), reference)
+    reference_seconds = time.perf_counter() - started
     expected = load_checkpoint(reference / "checkpoints" / "last.pt")
 
     outcomes: list[tuple[str, int]] = []
@@ -67,15 +70,22 @@ def test_sigkill_at_six_points_then_resume_matches_an_uninterrupted_run(tmp_path
         assert _temp_named(checkpoints, prefix)  # killed mid-write: the temp file is still there
         outcomes.append((name, _checkpoint_epoch(run)))
 
+    # Random moments, scaled to this machine's speed (a restart also redoes start-up and data preparation).
     rng = np.random.default_rng(SEED)
-    for delay in rng.uniform(0.5, 4.0, size=3):
+    landed = 0
+    for fraction in rng.uniform(0.1, 0.5, size=3):
+        delay = 0.5 + float(fraction) * reference_seconds
         before = _checkpoint_epoch(run)
         process = start_cli(["train", "--resume", str(run)], log)
-        killed = kill_after(process, float(delay))
-        assert killed, f"the run finished within {delay:.2f} s; the random kills must land mid-run"
+        killed = kill_after(process, delay)
         after = _checkpoint_epoch(run)
-        assert before <= after < EPOCHS
-        outcomes.append((f"random {delay:.2f} s", after))
+        assert before <= after <= EPOCHS  # a kill after the last checkpoint (plots, report) is still a kill
+        if killed:
+            landed += 1
+        else:
+            assert after == EPOCHS, log.read_text()  # it finished first: then it finished whole
+        outcomes.append((f"random {delay:.2f} s" + ("" if killed else " (finished first)"), after))
+    assert landed >= 1, f"no random kill landed mid-run: {outcomes}"
 
     process = start_cli(["train", "--resume", str(run)], log)
     assert finish(process, 180) == 0, log.read_text()

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -29,7 +30,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_matches_pytorch_and_drives_the_predictor(model_dir: Path, fmt: str) -> None:
+def test_export_matches_pytorch_and_drives_the_predictor(model_dir: Path, fmt: str, tmp_path: Path) -> None:
     result = export_model(model_dir, fmt)
     assert result.path == model_dir / {"torchscript": "model.ts", "onnx": "model.onnx"}[fmt]
     assert result.max_abs_diff < 1e-4 and result.input_shape == (1, 1, 24, 24, 24)
@@ -48,13 +49,22 @@ def test_export_matches_pytorch_and_drives_the_predictor(model_dir: Path, fmt: s
 
     # Plugged into the Predictor's sliding-window inference in place of the PyTorch network.
     volume = sphere_volume(np.diag([1.5, 1.5, 1.5, 1.0]), size=40, centre=(20.0, 18.0, 22.0), radius=7.0)
-    reference = Predictor.from_model(model_dir).predict(volume)
-    predictor = Predictor.from_model(model_dir)
-    predictor.network = load_model_export(model_dir, fmt)
+    reference = Predictor.from_model(model_dir, precision="float32").predict(volume)
+    predictor = Predictor.from_model(model_dir, runtime=fmt)  # what `medseg predict --runtime` loads
+    assert type(predictor.network) is type(load_model_export(model_dir, fmt))
     prediction = predictor.predict(volume)
     assert np.abs(prediction.probabilities - reference.probabilities).max() < 1e-4
     assert np.array_equal(prediction.labels.array, reference.labels.array)
     assert reference.labels.array.sum() > 100  # the sphere was found: a real comparison
+
+    # `medseg predict --runtime FORMAT` runs the export end to end.
+    scan = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(volume.array[0], volume.affine), scan)
+    out = tmp_path / f"out-{fmt}"
+    assert main(["predict", str(scan), "--model", str(model_dir), "--out", str(out), "--runtime", fmt,
+                 "--no-progress"]) == 0
+    (segmentation,) = out.glob("case_*/seg.nii.gz")
+    assert np.array_equal(np.asarray(nib.load(segmentation).dataobj), reference.labels.array)
 
 
 def test_deepmedic_valid_convolutions_export_to_onnx_within_tolerance(tmp_path: Path) -> None:
