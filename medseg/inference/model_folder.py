@@ -30,6 +30,7 @@ from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
 from medseg.inference.model_card import ModelCard, check_card_fits, read_card, write_card_text
 from medseg.networks import build_network
+from medseg.training.checkpoint import torch_load_safely
 
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
@@ -70,19 +71,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise InputError(path, "weights file not found", EXPORT_HINT)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(
-            path,
-            f"refused to load: the file holds pickled Python objects, not only tensors ({first_line}); "
-            "loading it unsafely could run arbitrary code",
-            "only use weights from a source you trust, and " + EXPORT_HINT,
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise InputError(path, f"cannot read the weights ({type(error).__name__}: {error})",
-                         "the file is damaged or not a torch file; " + EXPORT_HINT) from None
+    state = torch_load_safely(path, "weights file", "only use weights from a source you trust, and " + EXPORT_HINT)
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

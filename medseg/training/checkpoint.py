@@ -58,22 +58,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found", "give the path of a .pt file in a run's checkpoints/ folder")
+    state = torch_load_safely(path, "checkpoint", "use another checkpoint written by `medseg train` "
+                              "from a source you trust")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, f"not a medseg checkpoint (no format '{CHECKPOINT_FORMAT}')")
+    return state
+
+
+def torch_load_safely(path: Path, what: str, hint: str) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU; every failure is an InputError naming ``what``.
+
+    A file holding pickled Python objects beyond tensors and plain data is refused (never unpickled).
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(
             path,
-            f"refused to load: the checkpoint holds pickled Python objects, not only tensors and data "
+            f"refused to load: the {what} holds pickled Python objects, not only tensors and data "
             f"({first_line}); loading it unsafely could run arbitrary code",
-            "only use checkpoints written by `medseg train` from a source you trust",
+            hint,
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise InputError(path, f"cannot read the checkpoint ({type(error).__name__}: {error})",
-                         "the file is damaged or not a torch checkpoint; use another checkpoint") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, f"not a medseg checkpoint (no format '{CHECKPOINT_FORMAT}')")
-    return state
+        raise InputError(path, f"cannot read the {what} ({type(error).__name__}: {error})",
+                         f"the file is damaged or not a torch file; {hint}") from None
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -144,7 +144,7 @@ def test_a_pickled_payload_is_refused_and_never_runs(model_dir: Path, tmp_path: 
     marker = tmp_path / "still-here.txt"
     marker.write_text("the payload would delete this file")
     torch.save({"model.0.conv.weight": Exploit(marker)}, model_dir / "weights.pt")
-    with pytest.raises(InputError, match="refused to load: the file holds pickled Python objects"):
+    with pytest.raises(InputError, match="refused to load: the weights file holds pickled Python objects"):
         load_model_folder(model_dir)
     assert marker.exists()
 
