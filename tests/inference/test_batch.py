@@ -22,10 +22,6 @@ GOOD = ("subject_a/t1.nii.gz", "subject_b/t1.nii.gz", "subject_c/series")
 BROKEN = "subject_d/broken.nii.gz"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, int]:

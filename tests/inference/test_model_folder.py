@@ -22,11 +22,6 @@ from medseg.inference.predictor import Predictor
 from medseg.training.checkpoint import load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(dataset.json, run folder) of a real one-epoch training run."""

@@ -13,7 +13,6 @@ from predictor_helpers import (
     sphere_image,
     sphere_volume,
     tiny_config,
-    trained_state,
     write_model_folder,
 )
 
@@ -25,14 +24,6 @@ from medseg.types import Volume
 RAS = np.diag([1.5, 1.5, 1.5, 1.0])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def state() -> dict[str, torch.Tensor]:
-    return trained_state()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from geometry_helpers import rotation
 
 from medseg.errors import InputError
 from medseg.io.nifti import read_nifti
@@ -20,12 +21,6 @@ CAP = 10**9
 SHAPE = (5, 6, 7)  # (I, J, K) = ITK's (x, y, z)
 
 
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    x, y, z = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rz = np.array([[np.cos(z), -np.sin(z), 0], [np.sin(z), np.cos(z), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 DIRECTIONS = {  # ITK direction cosines (LPS), columns = i, j, k

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from geometry_helpers import rotation
 
 from medseg.errors import InputError, OutputError
 from medseg.io.read import read_labels, read_scan
@@ -19,12 +20,6 @@ from medseg.types import LabelVolume, SourceInfo, Volume
 SHAPE = (5, 6, 7)
 
 
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    x, y, z = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(x), -np.sin(x)], [0, np.sin(x), np.cos(x)]])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rz = np.array([[np.cos(z), -np.sin(z), 0], [np.sin(z), np.cos(z), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def make_affine(kind: str) -> np.ndarray:
