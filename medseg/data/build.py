@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from medseg.data.sample_config import (
     load_sample_definition,
 )
 from medseg.errors import OutputError
+from medseg.io.temp_names import create_temp_dir
 from medseg.types import LabelVolume, Volume
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,7 @@ def _write_dicom_case(
                           "(hint: move them away or choose another output folder)")
     volume = image.with_array(image.array.astype(np.int16))
     entropy = [config.name, str(config.seed), str(index)]
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    temp.chmod(0o755)  # mkdtemp makes it private; the finished folder is renamed from it
+    temp = create_temp_dir(folder.parent, folder.name)  # umask permissions; renamed into place when done
     try:
         write_dicom_series(
             volume, temp, modality=modality,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from medseg.config import ExperimentConfig, config_to_dict, load_config, load_ya
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
 from medseg.inference.model_card import ModelCard, check_card_fits, read_card, write_card_text
+from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
 from medseg.training.checkpoint import torch_load_safely
 
@@ -193,8 +193,7 @@ def export_model_folder(
         card = replace(card, training={**card.training, "search": search_card_entry(search_json)})
     keep_calibration = _check_target(target, weights, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    temp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+    temp = create_temp_dir(target.parent, target.name)  # the umask's permissions: shared as the user chose
     try:
         (temp / CONFIG_FILE).write_text(
             yaml.safe_dump(config_to_dict(inference_config(config)), sort_keys=False), encoding="utf-8"
@@ -245,7 +244,7 @@ def _swap_into_place(temp: Path, target: Path) -> None:
     if not target.exists():
         os.replace(temp, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old = create_temp_dir(target.parent, target.name, ".old")
     os.replace(target, old / "model")
     try:
         os.replace(temp, target)

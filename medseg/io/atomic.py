@@ -5,18 +5,22 @@ file system, so ``os.replace`` is atomic) whose name ends with the destination's
 suffix (``.name.tmp-XXXX.nii.gz``), so writers that choose the format from the
 extension (nibabel, SimpleITK) still work. On success the temp file is flushed to
 disk and renamed over the destination; on any error it is removed.
+
+The temp file is created by ``medseg.io.temp_names`` (``O_EXCL | O_NOFOLLOW``, mode 0o666
+under the process umask, a name within NAME_MAX): the result gets the user's usual
+permissions and the umask is never changed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from medseg.errors import OutputError
+from medseg.io.temp_names import create_temp_file
 
 # Compression suffixes that belong with the suffix before them (".nii.gz", ".tar.gz").
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
@@ -75,18 +79,12 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
     suffix = full_suffix(final)
     stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=suffix, dir=final.parent)
+        temp = create_temp_file(final.parent, stem, suffix)
     except OSError as error:
         raise output_error(final, error) from error
-    os.close(handle)
-    temp = Path(temp_name)
     done = False
     try:
         yield temp
-        # mkstemp makes the file private (0600); give the result the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
         _fsync(temp)
         os.replace(temp, final)
         done = True
@@ -99,7 +97,7 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
 
 def _fsync(path: Path) -> None:
     """Flush a closed file's data to disk, so a crash cannot leave an empty file after the rename."""
-    handle = os.open(path, os.O_RDONLY)
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         os.fsync(handle)
     finally:

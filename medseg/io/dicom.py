@@ -39,10 +39,12 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
-from medseg.io.dicom_checks import MIN_SLICES, check_series_files, check_stack
+from medseg.io.dicom_checks import MIN_SLICES, StackGeometry, check_series_files, check_stack
 from medseg.io.dicom_headers import (
     PARSE_ERRORS,
+    check_transfer_syntax,
     dicom_prefix,
     frame_headers,
     functional_group,
@@ -53,6 +55,7 @@ from medseg.io.dicom_objects import (
     check_image_object,
     check_pixel_length,
 )
+from medseg.io.redact import library_error
 from medseg.types import SourceInfo, Volume
 
 __all__ = ["is_dicom_file", "read_dicom_header", "read_dicom_series", "read_enhanced_dicom"]
@@ -102,11 +105,16 @@ def _folder_headers(folder: Path) -> tuple[list[Path], list[Dataset]]:
 def _read_full(path: Path) -> Dataset:
     """The whole dataset, pixels included; a file without file meta gets the transfer
     syntax it was parsed with, so pydicom can decode its pixels."""
+    kind = dicom_prefix(path)
     try:
-        dataset = pydicom.dcmread(path, force=dicom_prefix(path) == "raw")
-    except PARSE_ERRORS as error:
-        raise InputError(path, f"DICOM file cannot be read ({type(error).__name__}: {error})",
-                         "the file is damaged or truncated; copy it again from the source") from error
+        if kind == "part10":
+            check_transfer_syntax(path)
+        dataset = pydicom.dcmread(path, force=kind == "raw")
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever the parser raises, it is this file's problem
+        raise InputError(path, f"DICOM file cannot be read ({library_error(error)})",
+                         "the file is damaged or truncated; copy it again from the source") from None
     meta = getattr(dataset, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         implicit, little = dataset.original_encoding
@@ -124,8 +132,12 @@ def _stored_pixels(path: Path, dataset: Dataset) -> np.ndarray:
     try:
         return dataset.pixel_array
     except (*PARSE_ERRORS, RuntimeError, AttributeError) as error:
-        raise InputError(path, f"pixel data cannot be decoded ({type(error).__name__}: {error})",
-                         DECODE_HINT) from error
+        raise InputError(path, f"pixel data cannot be decoded ({library_error(error)})", DECODE_HINT) from None
+
+
+def check_voxels(where: Path, shape: tuple[int, int, int], max_voxels: int | None) -> None:
+    """InputError when ``shape`` holds more than ``max_voxels`` voxels (checked before allocating)."""
+    _check_voxels(where, shape, max_voxels)
 
 
 def _check_voxels(where: Path, shape: tuple[int, int, int], max_voxels: int | None) -> None:
@@ -158,7 +170,7 @@ def read_dicom_series(
     files: Sequence[str | Path] | None = None,
     *,
     min_slices: int = MIN_SLICES,
-    max_voxels: int | None = None,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
 ) -> Volume:
     """Read one checked DICOM series (single-frame CT/MR slices) into a Volume.
 
@@ -226,8 +238,27 @@ def _frame_rescale(dataset: Dataset, frame: int) -> tuple[float, float]:
     return 1.0, 0.0
 
 
+def enhanced_geometry(path: Path, header: Dataset, *, min_slices: int = MIN_SLICES,
+                      max_voxels: int | None = DEFAULT_MAX_VOXELS) -> StackGeometry:
+    """The checked frame stack of an enhanced multi-frame object, from its header only (no pixels).
+
+    The voxel count (frames x Rows x Columns) is checked against ``max_voxels`` before any
+    per-frame work, so a header claiming millions of frames costs nothing.
+    """
+    check_image_object(path, header)
+    if "PerFrameFunctionalGroupsSequence" not in header and int(header.get("NumberOfFrames") or 1) <= 1:
+        raise InputError(path, "a single image slice (a classic single-frame object), not a volume",
+                         "give the folder that holds every slice of the series")
+    frames = int(header.get("NumberOfFrames") or 1)
+    _check_voxels(path, (int(header.get("Columns") or 0), int(header.get("Rows") or 0), frames), max_voxels)
+    headers = frame_headers(path, header)
+    geometry = check_stack(path, headers, min_slices=min_slices)
+    _check_voxels(path, geometry.shape, max_voxels)
+    return geometry
+
+
 def read_enhanced_dicom(
-    path: str | Path, *, min_slices: int = MIN_SLICES, max_voxels: int | None = None
+    path: str | Path, *, min_slices: int = MIN_SLICES, max_voxels: int | None = DEFAULT_MAX_VOXELS
 ) -> Volume:
     """Read an enhanced multi-frame image (Enhanced CT/MR...) into a Volume.
 
@@ -244,14 +275,8 @@ def read_enhanced_dicom(
     header = read_dicom_header(path)
     if header is None:
         raise InputError(path, "not a DICOM file", "give an enhanced multi-frame DICOM file")
-    check_image_object(path, header)
-    if "PerFrameFunctionalGroupsSequence" not in header and int(header.get("NumberOfFrames") or 1) <= 1:
-        raise InputError(path, "a single image slice (a classic single-frame object), not a volume",
-                         "give the folder that holds every slice of the series")
-    headers = frame_headers(path, header)
-    geometry = check_stack(path, headers, min_slices=min_slices)
+    geometry = enhanced_geometry(path, header, min_slices=min_slices, max_voxels=max_voxels)
     shape = geometry.shape
-    _check_voxels(path, shape, max_voxels)
     dataset = _read_full(path)
     stored = _stored_pixels(path, dataset)
     if stored.ndim == 2:

@@ -14,7 +14,6 @@ import copy
 import datetime
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from pydicom.valuerep import DSfloat
 
 from medseg.errors import OutputError
 from medseg.io.dicom_geometry import plane_from_affine
+from medseg.io.temp_names import create_temp_dir
 from medseg.types import Volume
 
 SOP_CLASSES = {
@@ -148,8 +148,7 @@ def write_dicom_series(
         study_uid or generate_uid(), series_uid or generate_uid(), generate_uid(),
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    temp.chmod(0o755)  # mkdtemp makes it private; the finished folder is renamed from it
+    temp = create_temp_dir(folder.parent, folder.name, ".partial")  # umask permissions; renamed when done
     try:
         names = []
         for number in range(n_slices):

@@ -4,6 +4,18 @@ The header pass reads every file with ``stop_before_pixels=True``; the facts eac
 check and the affine need are gathered into one ``SliceHeader`` per slice (one per
 file for a classic series, one per frame for an enhanced multi-frame object).
 Malformed geometry values raise ``InputError`` here, naming the file and tag.
+
+Limits (a header is untrusted input, read for every file of a study before any case starts):
+
+* only ``HEADER_TAGS`` are kept (top level), so private blobs, overlays and icons are skipped
+  unread when their length is defined, and a header is a few kB of facts, not a whole dataset;
+* the Deflated Explicit VR Little Endian transfer syntax is refused from its file meta, before
+  anything is inflated (pydicom inflates the whole body in memory: a 1 MB file can need GBs);
+* sequences nested deeper than ``MAX_SEQUENCE_DEPTH`` or holding more than ``MAX_SEQUENCE_ITEMS``
+  items in all are refused; a nesting deep enough to exhaust Python's stack while pydicom parses
+  it (undefined-length items are parsed recursively) is reported the same way;
+* any exception while parsing is the file's problem (an ``InputError`` naming the file, with
+  the exception's type and tag only: library messages can quote tag values).
 """
 
 from __future__ import annotations
@@ -17,8 +29,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 
 from medseg.errors import InputError
+from medseg.io.redact import library_error
 
 # ImageOrientationPatient cosines must have length 1 and be orthogonal to this tolerance.
 UNIT_TOLERANCE = 1e-3
@@ -39,6 +53,11 @@ PARSE_ERRORS = (
     struct.error,
 )
 
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+MAX_SEQUENCE_DEPTH = 8
+MAX_SEQUENCE_ITEMS = 200_000
+DAMAGED_HINT = "the file is damaged or truncated; copy it again from the source"
+
 # Tags whose values tell apart images acquired at the same place (echoes, time points...).
 ACQUISITION_KEYWORDS = (
     "EchoTime",
@@ -47,6 +66,16 @@ ACQUISITION_KEYWORDS = (
     "AcquisitionNumber",
     "TriggerTime",
     "DiffusionBValue",
+)
+
+# The top-level tags a header read keeps: what discovery, the checks and the readers use.
+HEADER_TAGS = (
+    "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "Modality", "SeriesDescription",
+    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "InstanceNumber", "NumberOfFrames",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+    "GantryDetectorTilt", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+    "RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+    *ACQUISITION_KEYWORDS,
 )
 
 GEOMETRY_HINT = (
@@ -89,20 +118,76 @@ def read_dicom_header(path: str | Path) -> Dataset | None:
     if kind is None:
         return None
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=kind == "raw")
-    except PARSE_ERRORS as error:
+        if kind == "part10":
+            check_transfer_syntax(path)
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=kind == "raw", specific_tags=list(HEADER_TAGS))
+        check_sequences(path, dataset)
+    except InputError:
+        raise
+    except RecursionError:
         if kind == "raw":
             return None
-        raise InputError(
-            path, f"DICOM header cannot be parsed ({type(error).__name__}: {error})",
-            "the file is damaged or truncated; copy it again from the source",
-        ) from error
-    if len(dataset) == 0:
+        raise InputError(path, "DICOM sequences are nested too deeply to parse", DAMAGED_HINT) from None
+    except Exception as error:  # noqa: BLE001 - whatever the parser raises, it is this file's problem
+        if kind == "raw":
+            return None
+        raise InputError(path, f"DICOM header cannot be parsed ({library_error(error)})", DAMAGED_HINT) from None
+    if len(dataset) == 0 and not _has_body(path, dataset):
         if kind == "raw":
             return None
         raise InputError(path, "DICOM file holds no data elements after its file meta (truncated or empty)",
                          "the file is damaged or truncated; copy it again from the source")
     return dataset
+
+
+def _has_body(path: Path, dataset: Dataset) -> bool:
+    """Whether bytes follow the file meta (only the kept tags are read, so an empty dataset may
+    still be a DICOMDIR or a non-image object with none of them)."""
+    meta = getattr(dataset, "file_meta", None)
+    length = meta.get("FileMetaInformationGroupLength") if meta is not None else None
+    if length is None:
+        return False
+    # 128-byte preamble + "DICM" + the group-length element (12 bytes) + the rest of the meta group.
+    return path.stat().st_size > 132 + 12 + int(length)
+
+
+def check_transfer_syntax(path: Path) -> None:
+    """Refuse a part-10 file whose file meta declares the Deflated transfer syntax (nothing is inflated).
+
+    Raises:
+        InputError: deflated, or file meta that cannot be read.
+    """
+    try:
+        meta = read_file_meta_info(path)
+    except Exception as error:  # noqa: BLE001 - any parser failure is this file's problem
+        raise InputError(path, f"DICOM file meta cannot be parsed ({library_error(error)})", DAMAGED_HINT) from None
+    if str(meta.get("TransferSyntaxUID", "")) == DEFLATED_SYNTAX:
+        raise InputError(
+            path, "Deflated transfer syntax is refused: it must be inflated whole in memory (a small file can "
+            "need gigabytes)", "convert the file to uncompressed DICOM (e.g. 'gdcmconv --raw' or dcmtk 'dcmconv +te')",
+        )
+
+
+def check_sequences(path: Path, dataset: Dataset) -> None:
+    """Refuse sequences nested deeper than MAX_SEQUENCE_DEPTH or with more than MAX_SEQUENCE_ITEMS items in all.
+
+    Walks iteratively (no recursion of its own); nested items are parsed by pydicom as they are reached.
+    """
+    stack: list[tuple[Dataset, int]] = [(dataset, 0)]
+    items = 0
+    while stack:
+        current, depth = stack.pop()
+        for element in current:
+            if element.VR != "SQ":
+                continue
+            if depth + 1 > MAX_SEQUENCE_DEPTH:
+                raise InputError(path, f"DICOM sequences nested more than {MAX_SEQUENCE_DEPTH} deep "
+                                 f"(at {element.keyword or element.tag})", DAMAGED_HINT)
+            items += len(element.value)
+            if items > MAX_SEQUENCE_ITEMS:
+                raise InputError(path, f"DICOM sequences hold more than {MAX_SEQUENCE_ITEMS} items",
+                                 "the header is too large to be an image header; check the file")
+            stack.extend((item, depth + 1) for item in element.value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +257,17 @@ def _optional_float(item: Dataset | None, keyword: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _optional_int(where: str, item: Dataset, keyword: str) -> int | None:
+    """An integer tag, None when absent or empty; InputError (without the value) when it is not an integer."""
+    try:
+        value = item.get(keyword)
+        if value in (None, ""):
+            return None
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(where, f"{keyword} is not an integer", "the file is inconsistent; export it again") from None
+
+
 def _cosines(where: str, item: Dataset | None) -> tuple[np.ndarray, np.ndarray]:
     """Row and column unit vectors from ImageOrientationPatient, checked and normalised."""
     values = _numbers(where, item, "ImageOrientationPatient", 6)
@@ -219,7 +315,7 @@ def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
     where = str(path)
     rows, columns = _size(where, dataset)
     row_cosine, column_cosine = _cosines(where, dataset)
-    number = dataset.get("InstanceNumber")
+    number = _optional_int(where, dataset, "InstanceNumber")
     acquisition = {k: _text(dataset[k].value) for k in ACQUISITION_KEYWORDS if k in dataset and dataset[k].value != ""}
     return SliceHeader(
         source=where,
@@ -232,7 +328,7 @@ def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
         slice_thickness=_optional_float(dataset, "SliceThickness"),
         spacing_between_slices=_optional_float(dataset, "SpacingBetweenSlices"),
         gantry_tilt=_optional_float(dataset, "GantryDetectorTilt") or 0.0,
-        instance_number=int(number) if number not in (None, "") else None,
+        instance_number=number,
         acquisition=acquisition,
     )
 

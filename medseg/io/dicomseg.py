@@ -30,6 +30,8 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from medseg.errors import InputError
+from medseg.io.dicom_headers import check_transfer_syntax
+from medseg.io.redact import library_error
 from medseg.io.atomic import atomic_path, output_error
 from medseg.types import LabelVolume, Volume
 
@@ -64,10 +66,13 @@ def _source_datasets(reference: Volume) -> list[pydicom.Dataset]:
     datasets = []
     for path in source.files:
         try:
+            check_transfer_syntax(Path(path))
             datasets.append(pydicom.dcmread(path))
-        except (OSError, pydicom.errors.InvalidDicomError) as error:
-            raise InputError(path, f"the source file cannot be read again ({error})",
-                             "the series changed since it was read; read it again") from error
+        except InputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any parser failure: the file changed since it was read
+            raise InputError(path, f"the source file cannot be read again ({library_error(error)})",
+                             "the series changed since it was read; read it again") from None
     expected = source.dicom.get("sop_instance_uids", ())
     found = tuple(str(d.SOPInstanceUID) for d in datasets)
     if expected and found != tuple(expected):
@@ -147,7 +152,9 @@ def write_dicom_seg(
             segmentation = _segmentation(datasets, _frames(array, reference, datasets), segments,
                                          algorithm_name, algorithm_version or __version__, series_description)
     except (AttributeError, ValueError, TypeError) as error:
-        raise InputError(reference.source.path, f"highdicom cannot build a DICOM-SEG on this series ({error})",
+        # highdicom's messages can quote tag values (names, IDs): only the type and the tag go on.
+        raise InputError(reference.source.path,
+                         f"highdicom cannot build a DICOM-SEG on this series ({library_error(error)})",
                          "the source images lack attributes the SEG must copy (patient, study, geometry); "
                          "write NIfTI labels instead") from error
     try:

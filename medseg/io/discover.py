@@ -1,8 +1,19 @@
 """Walk a study folder: DICOM series grouped by SeriesInstanceUID, image files, and what was skipped.
 
 Nothing is chosen silently: every series is listed (several series in one folder
-are several sources), and every file that is not used is listed with the reason.
+are several sources), and every file that is not used is counted with the reason.
 Only headers are read here; pixels are read by ``medseg.io.read_scan``.
+
+Robustness (a study folder is untrusted input, and one bad file must not stop a batch):
+
+* any exception while looking at one file or one series is that file's or series' problem
+  (a source with ``problem`` set, its reason the exception type and tag only), never the
+  whole discovery's;
+* headers are read with the limits of ``medseg.io.dicom_headers`` (kept tags only, no Deflated
+  syntax, bounded sequences), and grids are checked against ``max_voxels`` here already; an
+  enhanced multi-frame object is checked from its header, its pixels are not read;
+* skipped files are counted per reason (``Discovery.skipped_counts``); only the first
+  ``MAX_LISTED_SKIPPED`` are kept as examples, so 100,000 stray files cost counts, not lists.
 """
 
 from __future__ import annotations
@@ -10,13 +21,16 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
-from medseg.io.dicom import read_enhanced_dicom
+from medseg.io.dicom import check_voxels, enhanced_geometry
 from medseg.io.dicom_checks import check_series_files
 from medseg.io.dicom_headers import read_dicom_header
+from medseg.io.dicom_objects import DICOMDIR_SOP_CLASS
+from medseg.io.redact import library_error
 from medseg.io.nifti import nifti_grid
 from medseg.io.sitk_image import sitk_grid
 from medseg.types import orientation_codes, spacing_from_affine
@@ -31,6 +45,7 @@ IMAGE_SUFFIXES = {
     ".mha": "mha",
     ".mhd": "mha",
 }
+MAX_LISTED_SKIPPED = 50
 # Companion files of header/data pairs: read through their header file.
 DATA_COMPANION_SUFFIXES = (".raw", ".zraw", ".img", ".hdr")
 # DICOM objects that are not images to segment (by Modality).
@@ -88,11 +103,24 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class Discovery:
-    """What a study folder holds: scan sources in a stable order, and skipped files."""
+    """What a study folder holds: scan sources in a stable order, and skipped files.
+
+    Attributes:
+        root: the folder searched.
+        sources: the scans, sorted by path then series UID.
+        skipped: the first ``MAX_LISTED_SKIPPED`` skipped files (examples, in walk order).
+        skipped_counts: every skipped file counted by reason.
+    """
 
     root: Path
     sources: tuple[ScanSource, ...]
     skipped: tuple[SkippedFile, ...]
+    skipped_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_skipped(self) -> int:
+        """How many files were skipped in all."""
+        return sum(self.skipped_counts.values()) if self.skipped_counts else len(self.skipped)
 
 
 def image_kind(path: Path) -> str:
@@ -104,11 +132,12 @@ def image_kind(path: Path) -> str:
     return ""
 
 
-def discover(folder: str | Path) -> Discovery:
+def discover(folder: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS) -> Discovery:
     """List the scans under ``folder`` (searched recursively).
 
     Args:
         folder: a study root, a series folder, or a single image file.
+        max_voxels: a source whose headers claim more voxels gets a problem (nothing is allocated).
 
     Returns:
         Discovery with sources sorted by path then series UID, and the skipped files with reasons.
@@ -122,28 +151,44 @@ def discover(folder: str | Path) -> Discovery:
     files = [root] if root.is_file() else _walk(root)
     sources: list[ScanSource] = []
     skipped: list[SkippedFile] = []
+    counts: dict[str, int] = defaultdict(int)
     dicom_by_series: dict[str, list[tuple[Path, object]]] = defaultdict(list)
     for path in files:
         kind = image_kind(path)
-        if kind:
-            sources.append(_image_file_source(path, kind))
-            continue
-        if path.name.lower().endswith(DATA_COMPANION_SUFFIXES):
-            skipped.append(SkippedFile(path, "data file of a header/data pair; read through its header"))
-            continue
-        outcome = _classify_dicom(path)
+        try:
+            outcome = _classify(path, kind, max_voxels)
+        except Exception as error:  # noqa: BLE001 - one file's failure is that file's problem, never the batch's
+            outcome = ScanSource(path=path, kind=kind or "dicom-file", description=path.name if kind else "",
+                                 problem=f"cannot be read ({library_error(error)})")
         if isinstance(outcome, SkippedFile):
-            skipped.append(outcome)
+            counts[outcome.reason] += 1
+            if len(skipped) < MAX_LISTED_SKIPPED:
+                skipped.append(outcome)
         elif isinstance(outcome, ScanSource):
             sources.append(outcome)
         else:
             dicom_by_series[str(outcome.SeriesInstanceUID)].append((path, outcome))
     for series_uid, members in dicom_by_series.items():
-        sources.append(_series_source(series_uid, members))
+        try:
+            sources.append(_series_source(series_uid, members, max_voxels))
+        except Exception as error:  # noqa: BLE001 - a malformed header value is this series' problem
+            files = tuple(sorted(path for path, _ in members))
+            sources.append(ScanSource(path=files[0].parent, kind="dicom-series", files=files, series_uid=series_uid,
+                                      problem=f"the headers cannot be checked ({library_error(error)})"))
+    dicom_by_series.clear()  # the headers are not kept past the series checks
     sources.sort(key=lambda source: (str(source.path), source.series_uid))
-    for item in skipped:
-        logger.info("skipped %s: %s", item.path, item.reason)
-    return Discovery(root=root, sources=tuple(sources), skipped=tuple(skipped))
+    for reason, count in sorted(counts.items()):
+        logger.info("skipped %d file(s): %s", count, reason)
+    return Discovery(root=root, sources=tuple(sources), skipped=tuple(skipped), skipped_counts=dict(counts))
+
+
+def _classify(path: Path, kind: str, max_voxels: int) -> SkippedFile | ScanSource | object:
+    """An image file's source, a skipped file, or (for a series member) its header."""
+    if kind:
+        return _image_file_source(path, kind, max_voxels)
+    if path.name.lower().endswith(DATA_COMPANION_SUFFIXES):
+        return SkippedFile(path, "data file of a header/data pair; read through its header")
+    return _classify_dicom(path, max_voxels)
 
 
 def _problem(error: InputError) -> str:
@@ -152,18 +197,21 @@ def _problem(error: InputError) -> str:
 
 
 def _walk(root: Path) -> list[Path]:
-    """Every file under ``root`` in a stable order, hidden files and folders excluded."""
+    """Every file under ``root`` in a stable order, hidden files and folders excluded (links to folders
+    are not followed)."""
     found = []
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        found.extend(Path(folder) / name for name in sorted(names) if not name.startswith("."))
+        base = Path(folder)
+        found.extend(base / name for name in sorted(names) if not name.startswith("."))
     return found
 
 
-def _image_file_source(path: Path, kind: str) -> ScanSource:
+def _image_file_source(path: Path, kind: str, max_voxels: int = DEFAULT_MAX_VOXELS) -> ScanSource:
     """Header facts of a NIfTI/NRRD/MHA file; a bad header becomes the source's problem."""
     try:
-        shape, affine = nifti_grid(path) if kind == "nifti" else sitk_grid(path)
+        shape, affine = nifti_grid(path, max_voxels=max_voxels) if kind == "nifti" else \
+            sitk_grid(path, max_voxels=max_voxels)
     except InputError as error:
         return ScanSource(path=path, kind=kind, description=path.name, problem=_problem(error))
     return ScanSource(
@@ -176,7 +224,7 @@ def _image_file_source(path: Path, kind: str) -> ScanSource:
     )
 
 
-def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
+def _classify_dicom(path: Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> SkippedFile | ScanSource | object:
     """A skipped file, an enhanced multi-frame source, or the header of a series member."""
     try:
         header = read_dicom_header(path)
@@ -184,7 +232,9 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
         return ScanSource(path=path, kind="dicom-file", description=path.name, problem=_problem(error))
     if header is None:
         return SkippedFile(path, "not a DICOM file or a known image format")
-    if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in header:
+    meta = getattr(header, "file_meta", None)
+    dicomdir = meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == DICOMDIR_SOP_CLASS
+    if path.name.upper() == "DICOMDIR" or dicomdir or "DirectoryRecordSequence" in header:
         return SkippedFile(path, "a DICOMDIR index, not an image")
     modality = str(header.get("Modality", "")).upper()
     if modality in NON_IMAGE_MODALITIES:
@@ -196,7 +246,7 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
     if "PerFrameFunctionalGroupsSequence" in header:
         description = str(header.get("SeriesDescription", ""))
         try:
-            volume = read_enhanced_dicom(path)
+            geometry = enhanced_geometry(path, header, max_voxels=max_voxels)  # headers only, no pixels
         except InputError as error:
             return ScanSource(
                 path=path,
@@ -212,14 +262,15 @@ def _classify_dicom(path: Path) -> SkippedFile | ScanSource | object:
             modality=modality,
             description=description,
             series_uid=str(header.SeriesInstanceUID),
-            shape=volume.spatial_shape,
-            spacing=volume.spacing,
-            orientation=volume.orientation,
+            shape=tuple(geometry.shape),
+            spacing=spacing_from_affine(geometry.affine),
+            orientation=orientation_codes(geometry.affine),
         )
     return header
 
 
-def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanSource:
+def _series_source(series_uid: str, members: list[tuple[Path, object]],
+                   max_voxels: int = DEFAULT_MAX_VOXELS) -> ScanSource:
     """Summarise one series from its headers; a failed check becomes the source's problem."""
     members = sorted(members, key=lambda member: member[0])
     files = tuple(path for path, _ in members)
@@ -240,9 +291,12 @@ def _series_source(series_uid: str, members: list[tuple[Path, object]]) -> ScanS
     )
     try:
         checked = check_series_files(folder, files, [header for _, header in members])
+        check_voxels(folder, checked.geometry.shape, max_voxels)
     except InputError as error:
         # The files stay with the source, so reading it raises the reader's own error.
         return ScanSource(**base, files=files, problem=_problem(error))
+    except Exception as error:  # noqa: BLE001 - a malformed header value is this series' problem
+        return ScanSource(**base, files=files, problem=f"the headers cannot be checked ({library_error(error)})")
     affine = checked.geometry.affine
     return ScanSource(
         **base,

@@ -92,12 +92,12 @@ def _read_folder(folder: Path, max_voxels: int, modalities: Sequence[str]) -> Vo
     if len(discovery.sources) == 1:
         return read_source(discovery.sources[0], max_voxels=max_voxels, modalities=modalities)
     if not discovery.sources:
-        if not discovery.skipped:
+        if not discovery.n_skipped:
             raise InputError(folder, "the folder holds no files", "point at the folder that holds the DICOM series")
         first = discovery.skipped[0]
         raise InputError(
             folder,
-            f"no scan found among {len(discovery.skipped)} file(s) (e.g. {first.path.name}: {first.reason})",
+            f"no scan found among {discovery.n_skipped} file(s) (e.g. {first.path.name}: {first.reason})",
             "point at the folder that holds the DICOM series, or at an image file",
         )
     listing = "; ".join(

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
+from medseg.io.data_file_refs import data_files
 from medseg.io.volume_checks import (
     channel_names_for,
     check_finite,
@@ -99,6 +100,7 @@ def _open_checked(
 ) -> tuple[sitk.ImageFileReader, str, int, int, tuple[str, ...], np.ndarray]:
     """Read the header and run every check that needs no voxel data."""
     io_name, kind = SITK_FORMATS[_suffix(path)]
+    data_files(path)  # a detached header's data file must stay in its folder (medseg.io.data_file_refs)
     reader = sitk.ImageFileReader()
     reader.SetImageIO(io_name)
     reader.SetFileName(str(path))
