@@ -125,14 +125,17 @@ def resampled(volume: Volume, affine: np.ndarray, shape: Sequence[int], order: i
 
 
 class ThresholdNetwork(nn.Module):
-    """Logits ``(0, g (x - 50), g (-x - 50))`` per voxel of a one-channel input (B, 1, I, J, K) -> (B, 3, I, J, K)."""
+    """Logits ``(0, g (x - 50), g (-x - 50))`` per voxel of a one-channel input (B, 1, I, J, K) -> (B, C, I, J, K).
 
-    def __init__(self, gain: float = 0.05) -> None:
+    ``classes=2`` keeps the first two: label 1 above 50, background below. ``gain`` sets how sure it is.
+    """
+
+    def __init__(self, gain: float = 0.05, classes: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(1, 3, kernel_size=1)
+        self.conv = nn.Conv3d(1, classes, kernel_size=1)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([0.0, gain, -gain]).reshape(3, 1, 1, 1, 1))
-            self.conv.bias.copy_(torch.tensor([0.0, -gain * THRESHOLD, -gain * THRESHOLD]))
+            self.conv.weight.copy_(torch.tensor([0.0, gain, -gain])[:classes].reshape(classes, 1, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([0.0, -gain * THRESHOLD, -gain * THRESHOLD])[:classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -144,7 +147,7 @@ def _threshold_geometry(config: NetworkConfig) -> NetworkGeometry:
 
 THRESHOLD_SPEC = NetworkSpec(
     name="threshold", description="test only: per-voxel thresholds of the input (exact masks)",
-    builder=lambda config: ThresholdNetwork(), geometry=_threshold_geometry, check_patch=lambda config, size: None,
+    builder=lambda config: ThresholdNetwork(classes=config.out_channels), geometry=_threshold_geometry, check_patch=lambda config, size: None,
 )
 
 
@@ -168,16 +171,20 @@ def threshold_config(spacing: Sequence[float] = (2.0, 2.0, 2.0), window: int = 1
     return load_config(ExperimentConfig, data)
 
 
-def write_threshold_model(folder: Path, config: ExperimentConfig | None = None) -> Path:
-    """A model folder (model.yaml, weights.pt, model_card.json) of the threshold network."""
+def write_threshold_model(folder: Path, config: ExperimentConfig | None = None, gain: float = 0.05) -> Path:
+    """A model folder (model.yaml, weights.pt, model_card.json) of the threshold network.
+
+    The config's ``network.out_channels`` (2 or 3) sets the classes; ``gain`` the logits' slope per intensity unit.
+    """
     from medseg.inference.model_card import ModelCard, default_colors, write_card_text
 
     config = config or threshold_config()
+    classes = config.network.out_channels
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
-    torch.save(ThresholdNetwork().state_dict(), folder / "weights.pt")
-    card = ModelCard(name=folder.name, class_names=THRESHOLD_CLASSES, colors=default_colors(3), modalities=("MR",),
-                     network="threshold")
+    torch.save(ThresholdNetwork(gain, classes).state_dict(), folder / "weights.pt")
+    card = ModelCard(name=folder.name, class_names=THRESHOLD_CLASSES[:classes], colors=default_colors(classes),
+                     modalities=("MR",), network="threshold")
     (folder / "model_card.json").write_text(write_card_text(card), encoding="utf-8")
     return folder
 
