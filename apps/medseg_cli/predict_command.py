@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="inference device (default cpu)")
     parser.add_argument("--runtime", choices=("torch", "torchscript", "onnx"), default="torch",
                         help="run the weights (torch) or the model folder's `medseg export` file (default torch)")
+    parser.add_argument("--trust-export", action="store_true",
+                        help="load the folder's TorchScript/ONNX export even if your medseg did not make it; loading "
+                        "an export runs code from it, so only for folders from a source you trust")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_batch(args.input, args.model, args.out, uncertainty=args.uncertainty, runtime=args.runtime,
                        probabilities=args.probabilities, tta=args.tta, workers=args.workers,
-                       device=args.device, progress=not args.no_progress)
+                       device=args.device, progress=not args.no_progress, trust_export=args.trust_export)
     if result.report_path is None:  # torchrun rank > 0: rank 0 reports
         return 0 if result.succeeded else 1
     for case in result.cases:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.data_file_refs import check_inside
 from medseg.types import source_name
 
 _HINT = "fix dataset.json (Decathlon layout: imagesTr/, labelsTr/, imagesTs/ next to it)"
@@ -215,7 +216,10 @@ def _read_entries(
     def resolve(value: Any, where: str) -> Path:
         if not isinstance(value, str) or not value:
             raise fail(where, f"must be a file path, got {value!r}")
-        resolved = (root / value).resolve()
+        try:  # relative, no '..', and inside the data set's folder (after links): a file cannot point anywhere
+            resolved = check_inside(root, value, json_path, "the path")
+        except InputError as error:
+            raise fail(where, error.reason + " (entries must stay inside the data set's folder)") from None
         if check_files and not resolved.exists():
             raise fail(where, f"'{value}' does not exist (looked for {resolved})")
         return resolved

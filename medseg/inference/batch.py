@@ -11,8 +11,19 @@ Parallelism:
 * ``workers > 1``: a ``ProcessPoolExecutor`` with the spawn start method; each worker loads
   the Predictor once and uses ``cores // workers`` torch threads.
 * under ``torchrun``: rank r takes ``cases[r::world_size]``; every rank writes its entries
-  to ``OUT/.ranks/rank-<r>.json``; after a barrier (gloo process group) rank 0 merges them
-  into ``report.json`` and removes the rank files. Only rank 0's result carries the report.
+  to ``OUT/.ranks/rank-<r>.<token>.json`` (``token`` drawn by rank 0 and broadcast, so files of
+  two jobs can never be mistaken for each other); after a barrier (gloo process group) rank 0
+  merges them into ``report.json`` and removes the rank files. Only rank 0's result carries the report.
+
+Exclusion: the whole batch holds ``OUT``'s ``FolderLock`` (``medseg.io.folder_lock``; rank 0 under
+torchrun, whose other ranks are stopped by torchrun when rank 0 fails). A second ``medseg predict``
+into the same folder stops at once, naming the holder's pid, instead of deleting the first one's
+temp files. Existing case folders that are symlinks or belong to another user are refused
+(``medseg.io.safe_folder``).
+
+Privacy: DICOM cases are named in ``report.json``, logs and the progress bar by case id and
+SeriesInstanceUID only (``CasePlan.public_input``); the batch input path is left out of the report
+when it holds DICOM; skipped files are counted per reason, not listed.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,8 +47,10 @@ from medseg.errors import InputError
 from medseg.inference import batch_report, completion
 from medseg.inference.batch_case import CasePlan, CaseSettings, run_case
 from medseg.inference.case_ids import case_id, check_unique, relative_input
+from medseg.inference.batch_case import PRIVATE_KINDS
 from medseg.io.atomic import output_error
-from medseg.io.discover import discover
+from medseg.io.discover import Discovery, discover
+from medseg.io.folder_lock import FolderLock
 
 LOGGER = logging.getLogger(__name__)
 RANKS_FOLDER = ".ranks"
@@ -68,31 +82,35 @@ class BatchResult:
         return self.count("failed") == 0
 
 
-def plan_cases(input_path: str | Path, out_dir: str | Path) -> tuple[list[CasePlan], list[dict[str, str]]]:
-    """The cases under ``input_path`` (searched recursively) and the files that are not scans.
+def plan_cases(input_path: str | Path, out_dir: str | Path) -> tuple[list[CasePlan], list[dict[str, Any]]]:
+    """The cases under ``input_path`` (searched recursively) and the files that are not scans,
+    counted per reason (``[{"reason", "count"}]``: names of files beside DICOM may identify patients).
 
-    Scans inside ``out_dir`` (an output folder placed inside the input) are left out.
+    ``out_dir`` (an output folder placed inside the input) is not searched.
 
     Raises:
         InputError: the input does not exist, holds no scan, or two scans collide on one case id.
     """
     root = Path(input_path)
-    discovery = discover(root)
-    out_resolved = Path(out_dir).resolve()
+    discovery = discover(root, exclude=Path(out_dir))
     plans = []
     for source in discovery.sources:
-        if Path(source.path).resolve().is_relative_to(out_resolved):
-            continue
         relative = relative_input(source.path, root)
-        plans.append(CasePlan(case_id(relative, source.series_uid), relative, source))
-    ignored = [{"path": relative_input(item.path, root), "reason": item.reason} for item in discovery.skipped
-               if not Path(item.path).resolve().is_relative_to(out_resolved)]
+        plans.append(CasePlan(case_id(relative, source.series_uid), relative, source, root))
+    ignored = ignored_summary(discovery)
     if not plans:
-        example = f" (e.g. {ignored[0]['path']}: {ignored[0]['reason']})" if ignored else ""
+        example = f" (e.g. {ignored[0]['count']} file(s): {ignored[0]['reason']})" if ignored else ""
         raise InputError(root, f"no scan found{example}",
                          "give a scan file, a DICOM series folder or a folder of studies")
     check_unique([plan.case_id for plan in plans], root)
     return plans, ignored
+
+
+def ignored_summary(discovery: Discovery) -> list[dict[str, Any]]:
+    """Skipped files as ``{"reason", "count"}``, most frequent first."""
+    counts = discovery.skipped_counts or {}
+    return [{"reason": reason, "count": count}
+            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def run_batch(
@@ -108,6 +126,7 @@ def run_batch(
     progress: bool = True,
     predictor: Any = None,
     runtime: str = "torch",
+    trust_export: bool = False,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` with the model in ``model_dir``; write ``out_dir``.
 
@@ -122,16 +141,16 @@ def run_batch(
         device: ``"cpu"`` or ``"cuda"``.
         progress: show a progress bar over cases.
         predictor: an already loaded Predictor of ``model_dir`` to use when ``workers == 1``.
+        runtime: ``"torch"``, or the model folder's ``"torchscript"`` / ``"onnx"`` export.
+        trust_export: load an export this user's medseg did not make (``medseg.research.export_trust``).
 
     Returns:
         BatchResult; ``succeeded`` is False when any case failed.
 
     Raises:
         InputError: no scan under the input. ConfigError/InputError: the model folder cannot be loaded.
-        OutputError: the output folder or the report cannot be written.
+        OutputError: the output folder or the report cannot be written, or another process holds its lock.
     """
-    from medseg.inference.predictor import Predictor  # lazy: torch and MONAI are heavy
-
     started = time.perf_counter()
     if workers < 1:
         raise InputError(out_dir, f"--workers must be at least 1, got {workers}", "give --workers 1 or more")
@@ -141,13 +160,30 @@ def run_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise output_error(out, error) from error
+    rank, world_size = _join_launcher()
+    lock = FolderLock(out, "output folder").acquire() if rank == 0 else None
+    try:
+        return _run_locked(plans, ignored, input_path, model_dir, out, predictor, rank, world_size, started,
+                           uncertainty=uncertainty, probabilities=probabilities, tta=tta, workers=workers,
+                           device=device, progress=progress, runtime=runtime, trust_export=trust_export)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path: str | Path,
+                model_dir: str | Path, out: Path, predictor: Any, rank: int, world_size: int, started: float, *,
+                uncertainty: bool, probabilities: bool, tta: bool, workers: int, device: str, progress: bool,
+                runtime: str, trust_export: bool) -> BatchResult:
+    """The batch once ``out`` is locked (see ``run_batch``)."""
+    from medseg.inference.predictor import Predictor  # lazy: torch and MONAI are heavy
+
     if predictor is None:
         # Loaded here even with worker processes: a broken model folder fails once, clearly.
         predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta,
-                                         runtime=runtime)
+                                         runtime=runtime, trust_export=trust_export)
     settings = CaseSettings(out_dir=out, model_sha256=completion.folder_sha256(model_dir),
                             uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime)
-    rank, world_size = _join_launcher()
     mine = plans[rank::world_size]
     bar = tqdm(total=len(mine), desc="medseg predict", unit="case", disable=not progress, dynamic_ncols=True)
     try:
@@ -157,7 +193,7 @@ def run_batch(
                 entries[plan.case_id] = run_case(plan, predictor, settings)
                 _advance(bar, entries[plan.case_id])
         else:
-            entries = _run_pool(mine, Path(model_dir), settings, device, tta, workers, bar)
+            entries = _run_pool(mine, Path(model_dir), settings, device, tta, workers, bar, trust_export)
     finally:
         bar.close()
     ordered = [_report_entry(entries[plan.case_id]) for plan in mine]
@@ -167,8 +203,9 @@ def run_batch(
         ordered = _merge_ranks(out, rank, world_size, ordered, [plan.case_id for plan in plans])
         if rank != 0:
             return BatchResult(out_dir=out, report_path=None, cases=tuple(ordered), rank=rank)
+    private = any(plan.source.kind in PRIVATE_KINDS for plan in plans)
     report = batch_report.build_report(
-        input_path=input_path, model_dir=model_dir, model_sha256=settings.model_sha256, options=options,
+        input_path=None if private else input_path, model_dir=model_dir, model_sha256=settings.model_sha256, options=options,
         entries=ordered, ignored=ignored, class_names=tuple(predictor.class_names),
         wall_seconds=time.perf_counter() - started)
     path = batch_report.write_report(out, report)
@@ -194,14 +231,16 @@ def _advance(bar: tqdm, entry: dict[str, Any]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(model_dir: str, device: str, tta: bool, threads: int, runtime: str = "torch") -> None:
+def _init_worker(model_dir: str, device: str, tta: bool, threads: int, runtime: str = "torch",
+                 trust_export: bool = False) -> None:
     """Pool initializer: limit torch threads, load the Predictor."""
     import torch
 
     from medseg.inference.predictor import Predictor
 
     torch.set_num_threads(threads)
-    _WORKER["predictor"] = Predictor.from_model(model_dir, device=device, tta=tta, runtime=runtime)
+    _WORKER["predictor"] = Predictor.from_model(model_dir, device=device, tta=tta, runtime=runtime,
+                                                trust_export=trust_export)
 
 
 def _worker_case(plan: CasePlan, settings: CaseSettings) -> dict[str, Any]:
@@ -209,14 +248,14 @@ def _worker_case(plan: CasePlan, settings: CaseSettings) -> dict[str, Any]:
 
 
 def _run_pool(plans: Sequence[CasePlan], model_dir: Path, settings: CaseSettings, device: str, tta: bool,
-              workers: int, bar: tqdm) -> dict[str, dict[str, Any]]:
+              workers: int, bar: tqdm, trust_export: bool = False) -> dict[str, dict[str, Any]]:
     """Run the cases in ``workers`` spawned processes; a dead worker fails its cases, not the batch."""
     workers = min(workers, len(plans))
     threads = max(1, _cpu_count() // workers)
     entries: dict[str, dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(str(model_dir), device, tta, threads, settings.runtime)) as pool:
+                             initargs=(str(model_dir), device, tta, threads, settings.runtime, trust_export)) as pool:
         futures = {pool.submit(_worker_case, plan, settings): plan for plan in plans}
         for future in as_completed(futures):
             plan = futures[future]
@@ -265,7 +304,9 @@ def _merge_ranks(out: Path, rank: int, world_size: int, entries: list[dict[str, 
 
     folder = out / RANKS_FOLDER
     folder.mkdir(exist_ok=True)
-    atomic_write_text(folder / f"rank-{rank}.json", json.dumps(entries))
+    token = [secrets.token_hex(8) if rank == 0 else ""]
+    dist.broadcast_object_list(token, src=0)  # one name per job: never another job's files
+    atomic_write_text(folder / f"rank-{rank}.{token[0]}.json", json.dumps(entries))
     dist.barrier()
     if rank != 0:
         dist.barrier()  # rank 0 has read the files
@@ -273,11 +314,14 @@ def _merge_ranks(out: Path, rank: int, world_size: int, entries: list[dict[str, 
         return entries
     merged: dict[str, dict[str, Any]] = {}
     for other in range(world_size):
-        path = folder / f"rank-{other}.json"
+        path = folder / f"rank-{other}.{token[0]}.json"
         merged.update((entry["case_id"], entry) for entry in json.loads(path.read_text(encoding="utf-8")))
         path.unlink()
     dist.barrier()
     dist.destroy_process_group()
-    folder.rmdir()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # files of a killed earlier job: harmless, named apart from ours
     return [merged[identifier] for identifier in order if identifier in merged]
 

@@ -8,7 +8,9 @@ Outputs in ``OUT/<case_id>/`` (each written atomically, ``complete.json`` last):
 * ``probabilities.nii.gz``: (I, J, K, C) float32 calibrated softmax, when asked (the layout
   ``medseg evaluate`` reads);
 * ``case.json``: what happened (also for failed cases), with nothing from the DICOM tags
-  beyond the coded Modality;
+  beyond the coded Modality and the SeriesInstanceUID; a DICOM case is named by its case id and
+  SeriesInstanceUID only (``public_input``), never by its folder or file names (PACS exports name
+  folders after the patient), and its failure reason has those names redacted;
 * ``complete.json``: the completion record (``medseg.inference.completion``).
 """
 
@@ -18,6 +20,7 @@ import glob
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +33,10 @@ import numpy as np
 from medseg.errors import InputError, MedsegError
 from medseg.inference import completion
 from medseg.io.atomic import atomic_path, atomic_write_text
+from medseg.io.data_file_refs import data_files
 from medseg.io.discover import ScanSource
+from medseg.io.redact import redact_names
+from medseg.io.safe_folder import check_own_folder, make_own_folder
 from medseg.io.read import read_source
 from medseg.io.write import write_labels
 from medseg.types import Volume
@@ -43,6 +49,8 @@ PROBABILITIES_FILE = "probabilities.nii.gz"
 CASE_FILE = "case.json"
 OUTPUT_FILES = (SEG_FILE, DICOM_SEG_FILE, UNCERTAINTY_FILE, PROBABILITIES_FILE, CASE_FILE)
 DICOM_KINDS = ("dicom-series", "dicom-enhanced")
+# Kinds whose paths may carry patient names (PACS exports): never written to travelling files.
+PRIVATE_KINDS = (*DICOM_KINDS, "dicom-file")
 # Companion data files of header/data pairs (.mhd + .raw, .nhdr + .raw.gz), hashed with their header.
 _COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".img", ".img.gz")
 
@@ -53,13 +61,29 @@ class CasePlan:
 
     Attributes:
         case_id: the pseudonymous output folder name.
-        relative_input: the scan's path relative to the batch input (POSIX).
+        relative_input: the scan's path relative to the batch input (POSIX); never written for DICOM.
         source: what ``medseg.io.discover`` found.
+        root: the batch input (for redacting names below it).
     """
 
     case_id: str
     relative_input: str
     source: ScanSource
+    root: Path | None = None
+
+    @property
+    def public_input(self) -> str:
+        """How reports and logs name the input: the relative path of an image file; for DICOM
+        ``dicom:<SeriesInstanceUID>`` (folder and file names of PACS exports may name the patient)."""
+        if self.source.kind in PRIVATE_KINDS:
+            return f"dicom:{self.source.series_uid}" if self.source.series_uid else f"dicom:{self.case_id}"
+        return self.relative_input
+
+    def redact(self, text: str) -> str:
+        """``text`` without this source's folder and file names (DICOM only)."""
+        if self.source.kind not in PRIVATE_KINDS:
+            return text
+        return redact_names(text, [*self.source.files, self.source.path], self.root)
 
 
 @dataclass(frozen=True)
@@ -109,7 +133,8 @@ def input_files(source: ScanSource) -> list[Path]:
     stem = glob.escape(path.name.split(".")[0])
     companions = sorted(p for p in path.parent.glob(f"{stem}.*")
                         if p != path and p.name.lower().endswith(_COMPANION_SUFFIXES))
-    return [path, *companions]
+    named = [p for p in data_files(path) if p not in companions and p != path]  # .mhd ElementDataFile, .nhdr
+    return [path, *companions, *named]
 
 
 def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str, Any]:
@@ -129,11 +154,14 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
     options = settings.options(dicom)
     timings: dict[str, float] = {}
     entry: dict[str, Any] = {
-        "case_id": plan.case_id, "input": plan.relative_input, "kind": plan.source.kind,
+        "case_id": plan.case_id, "input": plan.public_input, "kind": plan.source.kind,
         "modality": plan.source.modality, "status": "failed", "outputs": [], "qc_flags": [],
         "class_volumes_ml": {}, "timings_s": timings,
     }
+    if plan.source.series_uid:
+        entry["series_uid"] = plan.source.series_uid
     try:
+        _timed(timings, "guard", lambda: _guard_folder(case_dir))
         input_sha256 = _timed(timings, "hash", lambda: _hash_inputs(plan.source))
         skipped = _timed(timings, "check", lambda: _skipped_entry(case_dir, entry, input_sha256, settings, options))
         if skipped is not None:
@@ -147,9 +175,10 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
                                                           dicom, entry))
         _timed(timings, "record", lambda: _finish_case(case_dir, entry, input_sha256, settings, options))
     except CaseError as failure:
-        entry.update(status="failed", stage=failure.stage, reason=failure.reason, outputs=[])
-        LOGGER.info("%s (%s) failed at %s: %s", plan.case_id, plan.relative_input, failure.stage, failure.reason)
-        _write_case_json(case_dir, entry, quiet=True)
+        reason = plan.redact(failure.reason)
+        entry.update(status="failed", stage=failure.stage, reason=reason, outputs=[])
+        LOGGER.info("%s (%s) failed at %s: %s", plan.case_id, plan.public_input, failure.stage, reason)
+        _write_case_json(case_dir, entry, quiet=True)  # refused (and logged) for an unsafe case folder
     return entry
 
 
@@ -181,7 +210,13 @@ def _timed(timings: dict[str, float], stage: str, work: Callable[[], Any]) -> An
 
 def _stage_name(stage: str) -> str:
     """Report stages are read / predict / write: hashing and checking are reading, the rest writing."""
-    return {"hash": "read", "check": "read", "prepare": "write", "record": "write"}.get(stage, stage)
+    return {"guard": "write", "hash": "read", "check": "read", "prepare": "write", "record": "write"}.get(stage, stage)
+
+
+def _guard_folder(case_dir: Path) -> None:
+    """An existing case folder must be a real folder of this user (``medseg.io.safe_folder``)."""
+    if os.path.lexists(case_dir):
+        check_own_folder(case_dir, "case folder")
 
 
 def _hash_inputs(source: ScanSource) -> str:
@@ -206,7 +241,7 @@ def _skipped_entry(case_dir: Path, entry: dict[str, Any], input_sha256: str, set
 
 def _prepare_folder(case_dir: Path) -> None:
     """Create the folder; drop the old record (the case is partial from now on) and stale temp files."""
-    case_dir.mkdir(parents=True, exist_ok=True)
+    make_own_folder(case_dir, "case folder")
     completion.remove_record(case_dir)
     for temp in case_dir.glob(".*.tmp-*"):  # left by a killed run (atomic_path's temp names)
         temp.unlink(missing_ok=True)
@@ -272,7 +307,7 @@ def write_float_map(array: np.ndarray, path: Path, affine: np.ndarray) -> Path:
 def _write_case_json(case_dir: Path, entry: Mapping[str, Any], quiet: bool = False) -> None:
     """case.json, atomically; for a failed case a write error is only logged (the report still names it)."""
     try:
-        case_dir.mkdir(parents=True, exist_ok=True)
+        make_own_folder(case_dir, "case folder")
         atomic_write_text(case_dir / CASE_FILE, json.dumps(entry, indent=2) + "\n")
     except (MedsegError, OSError) as error:
         if not quiet:

@@ -1,8 +1,9 @@
 """``OUT/report.json`` of a batch: every case, its status, outputs, QC flags, volumes and timings.
 
-Nothing from the DICOM tags goes in beyond the coded Modality: cases are named by their
-pseudonymous id and their path relative to the batch input; failure reasons come from
-medseg's errors, which never quote patient identifiers.
+Nothing from the DICOM tags goes in beyond the coded Modality and the SeriesInstanceUID: cases
+are named by their pseudonymous id, image files also by their path relative to the batch input,
+DICOM series by ``dicom:<SeriesInstanceUID>`` only (never their folder or file names); failure
+reasons come from medseg's errors, with DICOM folder and file names redacted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from medseg.io.atomic import atomic_write_text
 REPORT_NAME = "report.json"
 STATUSES = ("ok", "skipped-complete", "failed")
 # Timed steps of a case (medseg.inference.batch_case); their sum is the seconds per scan.
-CASE_STAGES = ("hash", "check", "prepare", "read", "predict", "write", "record")
+CASE_STAGES = ("guard", "hash", "check", "prepare", "read", "predict", "write", "record")
 
 
 def summarise(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -34,22 +35,23 @@ def summarise(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_report(*, input_path: str | Path, model_dir: str | Path, model_sha256: str, options: Mapping[str, Any],
+def build_report(*, input_path: str | Path | None, model_dir: str | Path, model_sha256: str, options: Mapping[str, Any],
                  entries: Sequence[Mapping[str, Any]], ignored: Sequence[Mapping[str, str]],
                  class_names: Sequence[str], wall_seconds: float) -> dict[str, Any]:
     """The report as plain data.
 
     Args:
-        input_path, model_dir: as given on the command line.
+        input_path, model_dir: as given on the command line; ``input_path`` None when the input holds
+            DICOM (PACS exports name folders after the patient).
         model_sha256: fingerprint of the model folder.
         options: the batch's settings (uncertainty, probabilities, tta, workers, device).
         entries: one per case, in discovery order (see ``batch_case.run_case``).
-        ignored: files under the input that are not scans, ``{"path", "reason"}``.
+        ignored: files under the input that are not scans, counted per reason ``{"reason", "count"}``.
         class_names: the model's class names (index = label value).
         wall_seconds: the batch's wall time.
     """
     return {
-        "input": str(input_path),
+        "input": None if input_path is None else str(input_path),
         "model": {"path": str(model_dir), "sha256": model_sha256, "class_names": list(class_names)},
         "options": dict(options),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

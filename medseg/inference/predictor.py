@@ -126,6 +126,8 @@ class Predictor:
         precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (``medseg.inference.engine``; fast path only).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
+        trust_export: load the export even when this user's medseg did not make it
+            (``medseg.research.export_trust``: loading an export runs code from it).
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class Predictor:
         crop_foreground: bool = False,
         precision: str = "auto",
         runtime: str = "torch",
+        trust_export: bool = False,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -166,7 +169,7 @@ class Predictor:
             # The model folder's own TorchScript/ONNX export (`medseg export`), refused when stale.
             from medseg.research.export import load_model_export
 
-            self.network = load_model_export(model.path, runtime).to(self.device).eval()
+            self.network = load_model_export(model.path, runtime, trust=trust_export).to(self.device).eval()
             precision = "float32"  # an exported graph runs as exported
             engine = "torch"
         if engine not in ENGINES:

@@ -132,12 +132,13 @@ def image_kind(path: Path) -> str:
     return ""
 
 
-def discover(folder: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS) -> Discovery:
+def discover(folder: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS, exclude: str | Path | None = None) -> Discovery:
     """List the scans under ``folder`` (searched recursively).
 
     Args:
         folder: a study root, a series folder, or a single image file.
         max_voxels: a source whose headers claim more voxels gets a problem (nothing is allocated).
+        exclude: a folder under ``folder`` that is not searched (an output folder inside the input).
 
     Returns:
         Discovery with sources sorted by path then series UID, and the skipped files with reasons.
@@ -148,7 +149,7 @@ def discover(folder: str | Path, *, max_voxels: int = DEFAULT_MAX_VOXELS) -> Dis
     root = Path(folder)
     if not root.exists():
         raise InputError(root, "no such file or folder")
-    files = [root] if root.is_file() else _walk(root)
+    files = [root] if root.is_file() else _walk(root, Path(exclude).resolve() if exclude is not None else None)
     sources: list[ScanSource] = []
     skipped: list[SkippedFile] = []
     counts: dict[str, int] = defaultdict(int)
@@ -196,13 +197,14 @@ def _problem(error: InputError) -> str:
     return f"{error.reason} (hint: {error.hint})" if error.hint else error.reason
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path, exclude: Path | None = None) -> list[Path]:
     """Every file under ``root`` in a stable order, hidden files and folders excluded (links to folders
     are not followed)."""
     found = []
     for folder, subfolders, names in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         base = Path(folder)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")
+                               and (exclude is None or (base / d).resolve() != exclude))
         found.extend(base / name for name in sorted(names) if not name.startswith("."))
     return found
 

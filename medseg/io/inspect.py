@@ -11,6 +11,7 @@ from medseg.config import DEFAULT_MAX_VOXELS
 from medseg.errors import InputError
 from medseg.io.discover import Discovery, ScanSource, discover
 from medseg.io.read import read_source
+from medseg.io.redact import library_error
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ def inspect_path(path: str | Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> tupl
 
     Returns:
         The discovery and one report per source, in discovery order. Errors are
-        caught per source (``InputError`` only) so one bad series does not hide the others.
+        caught per source (any exception: its type and tag only) so one bad series does not hide the others.
 
     Raises:
         InputError: when ``path`` does not exist.
     """
-    discovery = discover(path)
+    discovery = discover(path, max_voxels=max_voxels)
     reports = []
     for source in discovery.sources:
         if source.problem:
@@ -61,6 +62,9 @@ def inspect_path(path: str | Path, max_voxels: int = DEFAULT_MAX_VOXELS) -> tupl
             volume = read_source(source, max_voxels=max_voxels)
         except InputError as error:
             reports.append(SourceReport(source=source, error=error.reason + (f" (hint: {error.hint})" if error.hint else "")))
+            continue
+        except Exception as error:  # noqa: BLE001 - one unreadable source never hides the others
+            reports.append(SourceReport(source=source, error=f"cannot be read ({library_error(error)})"))
             continue
         array = volume.array
         reports.append(

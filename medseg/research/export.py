@@ -11,11 +11,15 @@ input size (a seeded standard-normal volume, i.e. the scale of z-scored scans), 
   batch 2); a network whose traced graph does not generalise (shape-dependent branches) is exported
   again at the fixed window size, which is all the sliding window feeds it anyway.
 
-``MODEL_DIR/export.json`` records per format the file, the sha256 of ``weights.pt`` it came from,
-the input size, whether the axes are dynamic and the measured differences.
+``MODEL_DIR/export.json`` records per format the file (a bare name inside the folder), the sha256 of
+``weights.pt`` it came from and of the export itself, the input size, whether the axes are dynamic
+and the measured differences. The export's sha256 also goes into the user's trust store
+(``medseg.research.export_trust``), outside the folder: loading runs code, so only exports this
+user's medseg made, or that the caller trusts explicitly, are ever loaded.
 ``load_exported_network(path)`` gives a callable ``nn.Module`` (TorchScript module, or an
 onnxruntime session wrapper) that sliding-window inference can use in place of the network;
-``load_model_export(MODEL_DIR, fmt)`` does the same after checking the export still matches the weights.
+``load_model_export(MODEL_DIR, fmt)`` does the same after checking the export is trusted, stays inside
+the folder and still matches the weights.
 """
 
 from __future__ import annotations
@@ -126,22 +130,40 @@ def load_exported_network(path: str | Path, threads: int = 0) -> nn.Module:
     raise InputError(path, f"unknown export type {path.suffix!r}", "give a .onnx or .ts file")
 
 
-def load_model_export(model_dir: str | Path, fmt: ExportFormat) -> nn.Module:
-    """The model folder's export for ``fmt``, refused when ``weights.pt`` changed since the export.
+def load_model_export(model_dir: str | Path, fmt: ExportFormat, *, trust: bool = False,
+                      store: Path | None = None) -> nn.Module:
+    """The model folder's export for ``fmt``, loaded only when trusted, inside the folder and current.
+
+    Args:
+        model_dir: the model folder.
+        fmt: ``"torchscript"`` or ``"onnx"``.
+        trust: load it even when its sha256 is not in the trust store (the user vouches for it).
+        store: the trust store (default ``~/.config/medseg/trusted-exports.json``).
 
     Raises:
-        InputError: no export of that format, or a stale one.
+        InputError: no export of that format; its path absolute, with ``..`` or leading out of the
+            folder; not made by this user's medseg and not trusted; or made from other weights.
     """
     from medseg.inference.completion import file_sha256
     from medseg.inference.model_folder import WEIGHTS_FILE
+    from medseg.io.data_file_refs import check_inside
+    from medseg.research.export_trust import default_store, is_trusted
 
     root = Path(model_dir)
     entry = read_export_record(root).get(fmt)
-    if entry is None:
+    if not isinstance(entry, dict):
         raise InputError(root / FILES[fmt], f"the model folder has no {fmt} export",
                          f"run `medseg export {root} --format {fmt}`")
-    path = Path(entry["file"])
-    path = path if path.is_absolute() else root / path
+    path = check_inside(root, str(entry.get("file", "")), root / RECORD_FILE, "the export file")
+    if not path.is_file():
+        raise InputError(path, "exported model not found", f"run `medseg export {root} --format {fmt}`")
+    digest = file_sha256(path)
+    if not trust and not is_trusted(digest, store):
+        raise InputError(
+            path, f"refused to load: this {fmt} export was not made by medseg export for this user, and loading "
+            "an export runs code from it",
+            f"export it here with `medseg export {root} --format {fmt}`, or, if you trust the folder's "
+            f"source, pass --trust-export (store: {store or default_store()})")
     if entry.get("weights_sha256") != file_sha256(root / WEIGHTS_FILE):
         raise InputError(path, "the export was made from other weights than the folder's weights.pt",
                          f"export it again with `medseg export {root} --format {fmt}`")
@@ -193,7 +215,8 @@ def _write_onnx(network: nn.Module, sample: torch.Tensor, path: Path, dynamic: b
 
 
 def export_model(
-    model_dir: str | Path, fmt: ExportFormat, out: str | Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE
+    model_dir: str | Path, fmt: ExportFormat, out: str | Path | None = None, *, tolerance: float = DEFAULT_TOLERANCE,
+    trust_store: Path | None = None,
 ) -> ExportResult:
     """Export the model folder's network and check it (see the module docstring).
 
@@ -202,6 +225,7 @@ def export_model(
         fmt: ``"torchscript"`` or ``"onnx"``.
         out: the file to write (default ``MODEL_DIR/model.ts`` / ``model.onnx``).
         tolerance: the largest max abs difference of the logits accepted.
+        trust_store: where the export's sha256 is recorded (default ``~/.config/medseg/trusted-exports.json``).
 
     Raises:
         ConfigError: unknown format. InputError: an invalid model folder.
@@ -268,13 +292,18 @@ def export_model(
     seconds = time.perf_counter() - started
     result = ExportResult(target, fmt, diff, probability_diff, scale, shape, dynamic,
                           dynamic_diff if dynamic else float("nan"), seconds)
-    record = read_export_record(model.path)
+    from medseg.research.export_trust import record_trusted
+
+    export_sha256 = file_sha256(target)
+    record_trusted(export_sha256, target, trust_store)
     try:
         stored = target.resolve().relative_to(model.path.resolve())
     except ValueError:
-        stored = target.resolve()
+        return result  # written outside the folder: a standalone file, not the folder's export
+    record = read_export_record(model.path)
     record[fmt] = {
-        "file": str(stored), "weights_sha256": file_sha256(model.path / WEIGHTS_FILE), "input": ["image", list(shape)],
+        "file": stored.as_posix(), "sha256": export_sha256, "weights_sha256": file_sha256(model.path / WEIGHTS_FILE),
+        "input": ["image", list(shape)],
         "output": "logits", "dynamic_axes": dynamic, "max_abs_diff": diff, "probability_max_abs_diff": probability_diff,
         "logit_scale": scale,
         "dynamic_max_abs_diff": result.dynamic_max_abs_diff if dynamic else None, "tolerance": tolerance,

@@ -21,6 +21,7 @@ import numpy as np
 
 from medseg.errors import InputError, OutputError
 from medseg.io.atomic import atomic_write_text
+from medseg.io.safe_folder import make_own_folder
 from medseg.io.write import write_labels
 from medseg.types import Volume
 
@@ -116,7 +117,8 @@ def save_review(
 
     Raises:
         InputError: unknown decision or shapes that differ.
-        OutputError: a file cannot be written, or the reviewed path would replace the prediction.
+        OutputError: a file cannot be written, the reviewed path would replace the prediction, or
+            ``case_dir`` is outside the log's folder, a symbolic link or another user's.
     """
     if decision not in DECISIONS:
         raise InputError(case_id, f"unknown review decision {decision!r}", f"use one of {', '.join(DECISIONS)}")
@@ -128,6 +130,10 @@ def save_review(
     voxels = int(np.count_nonzero(original != edited))
     reviewed_path = None
     if voxels:
+        if not Path(case_dir).resolve().is_relative_to(log_path.parent.resolve()):
+            raise OutputError(f"{case_dir}: the case folder is outside the review folder {log_path.parent} "
+                              "(hint: its case id came from a damaged or crafted report.json)")
+        make_own_folder(case_dir, "case folder")
         reviewed_path = Path(case_dir) / REVIEWED_NAME
         if prediction is not None and reviewed_path.resolve() == Path(prediction).resolve():
             raise OutputError(f"{reviewed_path}: would replace the model's output (hint: keep predictions "

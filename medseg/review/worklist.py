@@ -9,18 +9,29 @@ are those ``medseg predict`` writes (``case_id``, ``input``, ``status``, ``qc_fl
 absolute or relative to the input root (``report.json``'s ``input``, or the ``scan_root``
 argument); class names come from
 ``report.json``'s ``model.class_names``.
+
+Values read from these files never steer paths on their own: a ``case_id`` must be one plain
+name (letters, digits, ``._-``) whose folder stays inside the prediction folder, else the entry is
+left out with a warning (it would decide where ``seg_reviewed.nii.gz`` is written); a relative
+``input`` must stay inside its root (no absolute paths, no ``..``). A DICOM case, which
+``medseg predict`` names ``dicom:<SeriesInstanceUID>`` only, is found again by its case id under
+the roots. Scans of a study folder are named by their file names, DICOM series by the same
+pseudonymous case id as ``medseg predict`` (folder names may name the patient, and case names go
+into ``review_log.json`` and folder names).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.data_file_refs import check_inside
 from medseg.review.review_log import LOG_NAME, latest_decisions
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,8 @@ PREDICTION_NAMES = ("seg.nii.gz", "seg.nii", "seg.nrrd", "seg.mha")
 UNCERTAINTY_NAMES = ("uncertainty.nii.gz", "uncertainty.nii", "uncertainty.nrrd", "uncertainty.mha")
 STUDY_REVIEW_DIR = "medseg_review"  # where labels drawn on a study folder's scans are saved
 OK_STATUS = ("", "ok", "skipped-complete", "done")
+CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+DICOM_PREFIX = "dicom:"
 
 
 @dataclass(frozen=True)
@@ -82,25 +95,66 @@ def _read_json(path: Path) -> Any:
                          "run `medseg predict` again to rewrite it") from None
 
 
-def _scan_path(entry: Mapping[str, Any], roots: list[Path]) -> Path | None:
+def _scan_path(entry: Mapping[str, Any], roots: list[Path], dicom: _DicomIndex) -> Path | None:
     value = entry.get("input") or entry.get("scan") or entry.get("image")
     if isinstance(value, list):
         value = value[0] if value else None
-    if not value:
+    if not value or not isinstance(value, str):
         return None
-    path = Path(value)
-    if path.is_absolute():
-        return path if path.exists() else None
-    return next((root / path for root in roots if (root / path).exists()), None)
+    if value.startswith(DICOM_PREFIX):
+        return dicom.find(str(entry.get("case_id", "")))
+    for root in roots:
+        try:
+            path = check_inside(root, value, root, "the case's input")
+        except InputError:
+            return None  # absolute, '..' or through a link out of its root: never followed
+        if path.exists():
+            return path
+    return None
 
 
-def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path], class_names: tuple[str, ...]) -> WorkItem:
+class _DicomIndex:
+    """Case id -> DICOM source under the roots, discovered once when first needed."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+        self._found: dict[str, Path] | None = None
+
+    def find(self, case: str) -> Path | None:
+        if self._found is None:
+            from medseg.inference.case_ids import case_id, relative_input
+            from medseg.io.discover import discover
+
+            self._found = {}
+            for root in dict.fromkeys(r.resolve() for r in self.roots if r.is_dir()):
+                for source in discover(root).sources:
+                    if source.kind.startswith("dicom"):
+                        self._found.setdefault(case_id(relative_input(source.path, root), source.series_uid),
+                                               source.path)
+        return self._found.get(case)
+
+
+def safe_case_dir(folder: Path, case_id: str) -> Path | None:
+    """``folder / case_id`` when ``case_id`` is one plain name that stays inside ``folder``; else None."""
+    if not CASE_ID_PATTERN.fullmatch(case_id) or case_id in (".", ".."):
+        return None
+    try:
+        return check_inside(folder, case_id, folder, "the case id")
+    except InputError:
+        return None
+
+
+def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path], class_names: tuple[str, ...],
+          dicom: _DicomIndex) -> WorkItem | None:
     case_id = str(entry.get("case_id") or entry.get("case") or entry.get("id") or "")
-    case_dir = folder / case_id
+    case_dir = safe_case_dir(folder, case_id)
+    if case_dir is None:
+        logger.warning("worklist: left out a case whose id %r is not a plain name inside %s", case_id[:80], folder)
+        return None
     uncertainty = entry.get("mean_uncertainty", entry.get("mean_uncertainty_in_structures"))
     return WorkItem(
         case_id=case_id,
-        scan=_scan_path(entry, roots),
+        scan=_scan_path(entry, roots, dicom),
         prediction=_first(case_dir, PREDICTION_NAMES),
         uncertainty=_first(case_dir, UNCERTAINTY_NAMES),
         case_dir=case_dir,
@@ -167,7 +221,8 @@ def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) ->
     entries, roots, class_names = _prediction_entries(folder)
     roots = ([Path(scan_root)] if scan_root else []) + roots + [folder.parent, folder]
     if entries:
-        items = [_item(entry, folder, roots, class_names) for entry in entries]
+        dicom = _DicomIndex(roots)
+        items = [item for entry in entries if (item := _item(entry, folder, roots, class_names, dicom)) is not None]
     else:
         items = _study_items(folder)
     if not items:
@@ -180,15 +235,19 @@ def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) ->
 
 def _study_items(folder: Path) -> list[WorkItem]:
     """Every scan that discovery finds in a study folder, without predictions."""
+    from medseg.inference.case_ids import case_id, relative_input
     from medseg.io.discover import discover
     from medseg.types import source_name
 
     discovery = discover(folder)
     items = []
     for source in discovery.sources:
-        relative = source.path.relative_to(folder) if source.path != folder else Path(source.path.name)
-        name = "_".join((*relative.parent.parts, source_name(relative.name))) or source_name(folder)
+        if source.kind.startswith("dicom"):  # folder and file names of PACS exports may name the patient
+            name = case_id(relative_input(source.path, folder), source.series_uid)
+        else:
+            relative = source.path.relative_to(folder) if source.path != folder else Path(source.path.name)
+            name = "_".join((*relative.parent.parts, source_name(relative.name))) or source_name(folder)
         items.append(WorkItem(case_id=name, scan=source.path, case_dir=folder / STUDY_REVIEW_DIR / name))
-    for skipped in discovery.skipped:
-        logger.info("worklist: skipped %s (%s)", skipped.path.name, skipped.reason)
+    for reason, count in sorted(discovery.skipped_counts.items()):
+        logger.info("worklist: skipped %d file(s) (%s)", count, reason)
     return items

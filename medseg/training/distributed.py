@@ -61,6 +61,13 @@ class DistContext:
         return bool(value.item() > 0)
 
 
+def launcher_rank() -> int:
+    """This process's rank before the group is joined: torchrun's ``RANK``, 0 for a plain run."""
+    if not dist.is_torchelastic_launched():
+        return 0
+    return int(os.environ.get("RANK", "0"))  # torchrun's documented way to tell each process its rank
+
+
 def start(device_name: str) -> DistContext:
     """Join the torchrun group when launched by torchrun; pick the device.
 

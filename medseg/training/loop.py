@@ -43,6 +43,7 @@ from medseg.training.run_folder import (
     RunPaths,
     read_run_config,
     record_start,
+    run_folder_lock,
     write_config,
 )
 from medseg.training.schedule import build_optimizer, build_scheduler
@@ -98,12 +99,13 @@ def train(
         TrainingDiverged: the loss became non-finite or exploded.
     """
     paths = RunPaths(Path(run_dir))
-    if paths.last.exists():
-        raise ConfigError(
-            f"{paths.root} already holds a run; continue it with `medseg train --resume {paths.root}` "
-            "or choose another --out"
-        )
-    return _run(config, paths, fresh=True, on_validation=on_validation)
+    with run_folder_lock(paths.root):  # before the check: two fresh runs cannot both pass it
+        if paths.last.exists():
+            raise ConfigError(
+                f"{paths.root} already holds a run; continue it with `medseg train --resume {paths.root}` "
+                "or choose another --out"
+            )
+        return _run(config, paths, fresh=True, on_validation=on_validation)
 
 
 def resume(run_dir: str | Path, max_epochs: int | None = None) -> TrainResult:
@@ -117,7 +119,8 @@ def resume(run_dir: str | Path, max_epochs: int | None = None) -> TrainResult:
     config = read_run_config(paths.root)
     if max_epochs is not None:
         config = replace(config, train=replace(config.train, max_epochs=max_epochs))
-    return _run(config, paths, fresh=not paths.last.exists())
+    with run_folder_lock(paths.root):
+        return _run(config, paths, fresh=not paths.last.exists())
 
 
 def _run(
@@ -213,7 +216,7 @@ def _train(
     try:
         for epoch in range(start_epoch + 1, settings.max_epochs + 1):
             bar.set_description(f"epoch {epoch}/{settings.max_epochs}")
-            data.train_sampler.set_epoch(epoch)
+            data.start_epoch(epoch)
             data.train_transform.set_random_state(seed=(config.seed * 100_003 + epoch * 1_009 + context.rank) % 2**32)
             trained.train()
             started = time.perf_counter()

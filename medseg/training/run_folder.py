@@ -17,6 +17,8 @@ import json
 import platform
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ import yaml
 from medseg.config import ExperimentConfig, config_to_dict, load_config, load_yaml
 from medseg.errors import ConfigError
 from medseg.io.atomic import atomic_write_text
+from medseg.io.folder_lock import FolderLock
+from medseg.io.safe_folder import make_own_folder
 
 PACKAGES = ("medseg", "torch", "monai", "numpy", "nibabel", "pydicom", "SimpleITK", "scipy")
 
@@ -63,6 +67,27 @@ class RunPaths:
     @property
     def best(self) -> Path:
         return self.checkpoints / "best.pt"
+
+
+@contextmanager
+def run_folder_lock(root: Path) -> Iterator[None]:
+    """Hold the run folder's exclusive lock (``medseg.io.folder_lock``) on rank 0 for the whole run.
+
+    Two processes training into one folder would delete each other's checkpoint temp files, both
+    pass the ``last.pt`` check and interleave ``run.json``; the second one stops at once instead,
+    naming the first one's pid. Other torchrun ranks take no lock: torchrun stops them when rank 0 fails.
+
+    Raises:
+        OutputError: another process holds the lock, or the folder is a link or someone else's.
+    """
+    from medseg.training.distributed import launcher_rank
+
+    if launcher_rank() != 0:
+        yield
+        return
+    make_own_folder(root, "run folder")
+    with FolderLock(root, "run folder"):
+        yield
 
 
 def package_versions() -> dict[str, str]:
@@ -113,7 +138,9 @@ def record_command(run_dir: str | Path, argv: list[str]) -> None:
 
 
 def record_start(paths: RunPaths, config: ExperimentConfig, **facts: Any) -> None:
-    """Add this start (time, epoch, device, world size...) to ``run.json``; versions and seed on top."""
+    """Add this start (time, epoch, device, world size...) to ``run.json``; versions and seed on top.
+
+    A read-modify-write: call it only while holding ``run_folder_lock`` (``medseg.training.loop`` does)."""
     info: dict[str, Any] = {}
     if paths.info.is_file():
         info = json.loads(paths.info.read_text(encoding="utf-8"))

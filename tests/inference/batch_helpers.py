@@ -71,8 +71,11 @@ def read_report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+DICOM_SERIES = "subject_c/series"  # the study's one DICOM series; the report names it by SeriesInstanceUID only
+
+
 def by_input(report: dict) -> dict[str, dict]:
-    return {case["input"]: case for case in report["cases"]}
+    return {DICOM_SERIES if case["input"].startswith("dicom:") else case["input"]: case for case in report["cases"]}
 
 
 def build_tiny_model(root: Path) -> Path:

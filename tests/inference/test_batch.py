@@ -56,7 +56,7 @@ def test_good_cases_get_masks_on_their_grid_and_the_broken_one_is_named(first_ru
     cases = by_input(report)
     assert sorted(cases) == sorted(GOOD + (BROKEN,))
     assert report["summary"]["ok"] == 3 and report["summary"]["failed"] == 1
-    assert report["ignored_files"] == [{"path": "notes.txt", "reason": "not a DICOM file or a known image format"}]
+    assert report["ignored_files"] == [{"reason": "not a DICOM file or a known image format", "count": 1}]
     for name in GOOD:
         case = cases[name]
         assert case["status"] == "ok"
@@ -165,7 +165,7 @@ def test_single_scan_and_series_folder_inputs(first_run, tmp_path: Path) -> None
     result = run_batch(study / GOOD[0], model, tmp_path / "one", progress=False)
     assert result.succeeded and [c["input"] for c in result.cases] == ["t1.nii.gz"]
     result = run_batch(study / GOOD[2], model, tmp_path / "series", progress=False)
-    assert result.succeeded and [c["input"] for c in result.cases] == ["."]
+    assert result.succeeded and [c["input"][:6] for c in result.cases] == ["dicom:"]
     assert (tmp_path / "series" / result.cases[0]["case_id"] / "seg.dcm").is_file()
 
 
