@@ -74,7 +74,11 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
             removed too).
     """
     final = Path(final_path)
-    if final.is_dir():
+    try:
+        is_dir = final.is_dir()
+    except OSError as error:  # e.g. a name over NAME_MAX
+        raise output_error(final, error) from error
+    if is_dir:
         raise output_error(final, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     suffix = full_suffix(final)
     stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
