@@ -21,7 +21,6 @@ from medseg_cli.main import main
 from medseg.data.decathlon import read_datalist
 from medseg.errors import InputError
 from medseg.io.read import read_scan
-from medseg.io.redact import library_error
 from medseg.review.review_log import LOG_NAME, save_review
 from medseg.review.worklist import load_worklist
 
@@ -124,6 +123,8 @@ def test_dataset_json_entries_stay_under_the_dataset_root(tmp_path: Path, entry:
 
 
 def test_library_exception_texts_are_reduced_to_type_and_tag() -> None:
+    from medseg.io.redact import library_error
+
     error = ValueError("Invalid value for (0010,0010) Patient's Name: 'QXZDOE^JANE' is too long")
     assert library_error(error) == "ValueError at (0010,0010) PatientName"
     assert library_error(TypeError("PatientID 'QXZ-123' must be str")) == "TypeError at PatientID"
