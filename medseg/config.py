@@ -25,6 +25,54 @@ DEFAULT_MAX_VOXELS = 1024 * 1024 * 1024  # 1 Gi voxels per channel: a 1024^3 vol
 
 
 @dataclass(frozen=True)
+class SynthConfig:
+    """A generative training stream (SynthSeg-style): images synthesised afresh from label maps.
+
+    Each training item is a new volume made by ``medseg.data.synth`` from the MNI template's
+    tissue maps (and a synthetic head around them): random pose and elastic anatomy, random
+    per-label intensities, partial volume, resolution, bias field, gamma and noise. Validation
+    keeps the data set's validation split and adds fixed shifted volumes from the same generator.
+
+    Attributes:
+        enabled: train on the stream instead of the data set's training files.
+        volumes_per_epoch: volumes synthesised per epoch (each gives ``sampling.samples_per_case`` patches).
+        grid_shape: voxels of each synthesised volume on the network grid (``transforms.spacing``).
+        whole_head_prob: share of volumes with skull, scalp, orbits and neck (the rest skull-stripped).
+        template_prob: share of volumes whose brain has the template T1's own intensities.
+        contrast_weights: weights of T1-like, T2-like, PD-like and arbitrary per-label intensities.
+        rotate_deg: maximum rotation about each axis, degrees.
+        scale: maximum relative zoom per axis.
+        translate_mm: maximum shift per axis, mm.
+        elastic_mm: standard deviation of the smooth elastic displacement, mm.
+        thick_slice_prob: share of volumes acquired with thick slices along one axis.
+        slice_spacing_mm: (low, high) slice spacing of thick-slice volumes, mm.
+        bias_std: standard deviation of the log bias field.
+        gamma_std: standard deviation of log gamma.
+        noise_std: (low, high) Rician noise level relative to the brightest tissue.
+        flip: random left-right flips (the labels are symmetric).
+        validation_volumes: fixed shifted validation volumes (other contrasts, thick slices, heads, rotations).
+    """
+
+    enabled: bool = False
+    volumes_per_epoch: int = 32
+    grid_shape: tuple[int, ...] = (112, 128, 112)
+    whole_head_prob: float = 0.5
+    template_prob: float = 0.2
+    contrast_weights: tuple[float, ...] = (0.45, 0.15, 0.1, 0.3)
+    rotate_deg: float = 20.0
+    scale: float = 0.15
+    translate_mm: float = 15.0
+    elastic_mm: float = 3.0
+    thick_slice_prob: float = 0.35
+    slice_spacing_mm: tuple[float, float] = (3.0, 7.0)
+    bias_std: float = 0.3
+    gamma_std: float = 0.25
+    noise_std: tuple[float, float] = (0.0, 0.06)
+    flip: bool = True
+    validation_volumes: int = 8
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the labelled data lives and how scans are read.
 
@@ -33,12 +81,14 @@ class DataConfig:
         modalities: channel names in input order; empty = take them from dataset.json.
         max_voxels: refuse any scan with more voxels per channel than this (checked before allocating).
         cache_dir: folder for preprocessed-volume caches; empty = no persistent cache.
+        synth: the generative training stream (off by default).
     """
 
     dataset_json: str = ""
     modalities: tuple[str, ...] = ()
     max_voxels: int = DEFAULT_MAX_VOXELS
     cache_dir: str = ""
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
 
 @dataclass(frozen=True)
@@ -145,14 +195,16 @@ class TransformConfig:
         orientation: axis codes every volume is turned to (``""`` = keep the source's).
         spacing: target voxel size in mm along i, j, k (empty = keep the source's).
         normalize: ``"zscore"`` (per channel, over non-zero voxels), ``"range"`` (clip
-            ``intensity_range`` to 0..1, e.g. CT in HU) or ``"none"``.
+            ``intensity_range`` to 0..1, e.g. CT in HU), ``"percentile"`` (per channel, divided by
+            the 99th percentile of its non-zero voxels: MR in arbitrary units, zero = no signal, the
+            same with or without skull and background) or ``"none"``.
         intensity_range: (low, high) for ``"range"``.
         augment: training-only augmentation.
     """
 
     orientation: str = "RAS"
     spacing: tuple[float, ...] = ()
-    normalize: Literal["zscore", "range", "none"] = "zscore"
+    normalize: Literal["zscore", "range", "percentile", "none"] = "zscore"
     intensity_range: tuple[float, float] = (-1000.0, 1000.0)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -48,6 +48,36 @@ RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 LABEL = "label"
 
 
+class ScaleToPercentiled(MapTransform):
+    """Divide each channel by the ``percentile`` of its non-zero voxels (MR in arbitrary units).
+
+    MONAI's ``ScaleIntensityRangePercentilesd`` takes percentiles over all voxels, so a brain in a
+    large zero-padded volume would scale by 0; MR has no meaningful offset, so only a scale is
+    removed and zero stays zero. Shapes are kept: (C, I, J, K).
+    """
+
+    def __init__(self, keys: Sequence[str], percentile: float = 99.0) -> None:
+        super().__init__(keys=keys)
+        self.percentile = percentile
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a copy of ``data`` whose images are scaled channel by channel."""
+        item = dict(data)
+        for key in self.key_iterator(item):
+            image = item[key]
+            scaled = []
+            for channel in image:
+                values = channel[channel != 0]
+                if values.numel() > 2**24:  # torch.quantile's limit: a strided subset is as good
+                    values = values[:: int(math.ceil(values.numel() / 2**24))]
+                scale = float(torch.quantile(values.float(), self.percentile / 100.0)) if values.numel() else 0.0
+                scaled.append(channel / scale if scale > 0 else channel)
+            item[key] = torch.stack(scaled) if isinstance(image, torch.Tensor) else np.stack(scaled)
+            if isinstance(image, MetaTensor) and not isinstance(item[key], MetaTensor):
+                item[key] = MetaTensor(item[key], affine=image.affine, meta=image.meta)
+        return item
+
+
 class LoadCased(MapTransform):
     """Read a case's scans and label map with ``medseg.io`` into MetaTensors.
 
@@ -110,7 +140,7 @@ def build_transforms(
     keys = [IMAGE, LABEL] if with_label else [IMAGE]
     chain: list[Any] = [LoadCased(channel_names, config.data.max_voxels, with_label=with_label)]
     chain += _geometry(config, keys)
-    chain += _normalisation(config)
+    chain += normalisation_steps(config)
     if stage == "train":
         if len(patch_size) != 3:
             raise ConfigError(f"sampling.patch_size: need 3 sizes for training, got {tuple(patch_size)}")
@@ -137,8 +167,8 @@ def _geometry(config: ExperimentConfig, keys: list[str]) -> list[Any]:
     return steps
 
 
-def _normalisation(config: ExperimentConfig) -> list[Any]:
-    """Per-channel z-score over non-zero voxels, or a clipped intensity window scaled to 0..1."""
+def normalisation_steps(config: ExperimentConfig) -> list[Any]:
+    """Per-channel z-score over non-zero voxels, a clipped intensity window scaled to 0..1, or a percentile scale."""
     settings = config.transforms
     if settings.normalize == "zscore":
         return [NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
@@ -147,6 +177,8 @@ def _normalisation(config: ExperimentConfig) -> list[Any]:
         if high <= low:
             raise ConfigError(f"transforms.intensity_range: high must exceed low, got {settings.intensity_range}")
         return [ScaleIntensityRanged(keys=IMAGE, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)]
+    if settings.normalize == "percentile":
+        return [ScaleToPercentiled(keys=[IMAGE])]
     return []
 
 

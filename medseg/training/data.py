@@ -14,11 +14,14 @@ from medseg.config import ExperimentConfig
 from medseg.data.datasets import build_dataset
 from medseg.data.decathlon import Case, Datalist, read_datalist
 from medseg.data.splits import Split, assign_cases, load_split, make_split, save_split
+from medseg.data.synth.dataset import SynthPatchDataset
+from medseg.data.synth.source import load_synth_source
+from medseg.data.synth.validation import write_validation_volumes
 from medseg.errors import ConfigError
 from medseg.networks import NetworkGeometry
 from medseg.training.distributed import DistContext
 from medseg.training.run_folder import RunPaths
-from medseg.transforms import build_transforms
+from medseg.transforms import build_sampler, build_transforms, normalisation_steps
 
 
 @dataclass
@@ -43,6 +46,13 @@ class TrainingData:
     channel_names: tuple[str, ...]
     class_names: tuple[str, ...]
     split: Split
+
+    def start_epoch(self, epoch: int) -> None:
+        """Reshuffle (and, for a generative stream, draw this epoch's volumes) before iterating."""
+        self.train_sampler.set_epoch(epoch)
+        dataset = self.train_loader.dataset
+        if isinstance(dataset, SynthPatchDataset):
+            dataset.set_epoch(epoch)
 
 
 def case_item(case: Case) -> dict[str, Any]:
@@ -100,11 +110,14 @@ def prepare_data(
     parts = assign_cases(datalist.training, split, lambda case: case.patient_id)
     if not parts["train"]:
         raise ConfigError("split: no training patients; lower split.val_fraction / split.test_fraction")
-    train_transform = build_transforms("train", config, channels, geometry.train_patch)
-    train_set = build_dataset(
-        [case_item(c) for c in parts["train"]], train_transform, config.train.cache,
-        Path(config.data.cache_dir) / "train" if config.data.cache_dir else "", config.train.num_workers,
-    )
+    if config.data.synth.enabled:
+        train_set, train_transform = _synth_training_set(config, geometry.train_patch)
+    else:
+        train_transform = build_transforms("train", config, channels, geometry.train_patch)
+        train_set = build_dataset(
+            [case_item(c) for c in parts["train"]], train_transform, config.train.cache,
+            Path(config.data.cache_dir) / "train" if config.data.cache_dir else "", config.train.num_workers,
+        )
     # One sampler for every case: it reshuffles per epoch from (seed, epoch), so a resumed
     # run sees the same order, and shards the cases across torchrun processes.
     sampler = DistributedSampler(
@@ -115,11 +128,32 @@ def prepare_data(
         pin_memory=context.device.type == "cuda",
     )
     val_loader = None
-    if context.is_main and parts["val"]:
+    val_items = [case_item(c) for c in parts["val"]]
+    if context.is_main and config.data.synth.enabled and config.data.synth.validation_volumes:
+        val_items += write_validation_volumes(config.data.synth, _synth_spacing(config), paths.root / "synth-val")
+    if context.is_main and val_items:
         val_transform = build_transforms("val", config, channels)
         val_set: Dataset = build_dataset(
-            [case_item(c) for c in parts["val"]], val_transform, config.train.cache,
+            val_items, val_transform, config.train.cache,
             Path(config.data.cache_dir) / "val" if config.data.cache_dir else "", config.train.num_workers,
         )
         val_loader = DataLoader(val_set, batch_size=1, shuffle=False, num_workers=config.train.num_workers)
     return TrainingData(train_loader, sampler, train_transform, val_loader, channels, classes, split)
+
+
+def _synth_spacing(config: ExperimentConfig) -> tuple[float, ...]:
+    """The network grid the generator draws on (``transforms.spacing``, required)."""
+    if len(config.transforms.spacing) != 3:
+        raise ConfigError("data.synth: needs transforms.spacing (the network grid, 3 sizes in mm)")
+    return tuple(float(s) for s in config.transforms.spacing)
+
+
+def _synth_training_set(config: ExperimentConfig, patch_size: tuple[int, ...]) -> tuple[SynthPatchDataset, Compose]:
+    """The generative stream: volumes drawn per (seed, epoch, index), normalised as inference does, cut into patches."""
+    if config.network.in_channels != 1:
+        raise ConfigError("data.synth: synthesises one channel; set network.in_channels=1")
+    sampler = build_sampler(config, patch_size)
+    load_synth_source()  # once, here: forked loader workers share it instead of rebuilding it each epoch
+    dataset = SynthPatchDataset(config.data.synth, _synth_spacing(config), Compose(normalisation_steps(config)),
+                                sampler, config.seed)
+    return dataset, Compose([sampler])

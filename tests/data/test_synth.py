@@ -1,0 +1,143 @@
+"""The generative stream: reproducible, labels aligned with the image, heads and strips, thick slices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from medseg.config import SynthConfig
+from medseg.data.synth.dataset import SynthPatchDataset
+from medseg.data.synth.generator import synthesize
+from medseg.data.synth.head import GENERATION_LABELS
+from medseg.data.synth.params import draw_params
+from medseg.data.synth.source import SOURCE_CHANNELS, load_synth_source
+from medseg.transforms import ScaleToPercentiled
+
+# A coarse grid keeps each volume well under a second: 4 mm voxels over a whole head.
+SHAPE, SPACING = (56, 64, 56), (4.0, 4.0, 4.0)
+CLEAN = {"bias_std": 0.0, "noise_std": 0.0, "thick_axis": -1, "elastic_mm": 0.0, "gamma": 1.0}
+
+
+@pytest.fixture(scope="module")
+def source():
+    return load_synth_source()
+
+
+def _volume(source, seed: int = 0, **forced):
+    params = draw_params(SynthConfig(), (11, seed), **forced)
+    image, labels, affine = synthesize(source, params, SHAPE, SPACING)
+    return image[0].numpy(), labels.numpy(), affine, params
+
+
+def test_source_holds_the_template_brain_and_distance_maps(source) -> None:
+    channels = dict(zip(SOURCE_CHANNELS, source.channels))
+    brain = channels["csf"] + channels["gm"] + channels["wm"]
+    volume_ml = float((brain >= 0.5).sum()) / 1000.0  # 1 mm voxels
+    assert 1300 < volume_ml < 1900  # an adult brain incl. ventricles and sulcal CSF
+    assert float(brain.max()) <= 1.0 + 1e-5
+    # dist_out is 0 inside and grows by 1 mm per voxel outside; depth_in the reverse.
+    inside = channels["depth_in"] > 0
+    assert float(channels["dist_out"][inside].max()) == 0.0
+    assert float(channels["dist_out"].max()) > 60.0
+
+
+def test_same_seed_same_volume_and_forced_fields(source) -> None:
+    first = _volume(source, 3)
+    second = _volume(source, 3)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    other = _volume(source, 4)
+    assert not np.array_equal(first[0], other[0])
+    forced = draw_params(SynthConfig(), (11, 3), contrast="t2", whole_head=False)
+    assert forced.contrast == "t2" and not forced.whole_head
+    assert draw_params(SynthConfig(), (11, 3)).rotation == forced.rotation  # the rest is unchanged
+
+
+@pytest.mark.parametrize("rotation", [(0.0, 0.0, 0.0), (0.3, -0.25, 0.35)])
+def test_labels_stay_on_their_tissue_in_t1_and_t2(source, rotation) -> None:
+    """T1: WM brighter than GM brighter than CSF; T2: the reverse. A misaligned label map breaks both."""
+    for contrast, sign in (("t1", 1.0), ("t2", -1.0)):
+        image, labels, _, _ = _volume(source, 5, contrast=contrast, whole_head=False, rotation=rotation, **CLEAN)
+        means = [float(image[labels == c].mean()) for c in (1, 2, 3)]
+        assert sign * (means[2] - means[1]) > 0.05 * image.max(), (contrast, means)
+        assert sign * (means[1] - means[0]) > 0.05 * image.max(), (contrast, means)
+
+
+def test_whole_head_has_signal_outside_the_brain_labelled_background(source) -> None:
+    head, head_labels, _, _ = _volume(source, 6, contrast="t1", whole_head=True, **CLEAN)
+    stripped, stripped_labels, _, params = _volume(source, 6, contrast="t1", whole_head=False, **CLEAN)
+    assert np.array_equal(head_labels, stripped_labels)  # the head never changes the tissue labels
+    outside = head_labels == 0
+    bright = head > 0.3 * head.max()
+    # Skull-on: a good part of the bright voxels are outside the brain (scalp fat, marrow).
+    assert (bright & outside).sum() > 0.1 * bright.sum()
+    # Skull-stripped: nothing beyond the brain mask plus its margin.
+    assert (stripped[outside] > 0).mean() < 0.25
+    assert (stripped[labels_far(stripped_labels)] == 0).all()
+
+
+def labels_far(labels: np.ndarray) -> np.ndarray:
+    """Voxels more than 3 voxels (12 mm) away from any brain label."""
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(labels == 0) > 3
+
+
+def test_thick_slices_remove_detail_along_their_axis_only(source) -> None:
+    thin, labels, _, _ = _volume(source, 7, contrast="t1", whole_head=False, **CLEAN)
+    thick, _, _, _ = _volume(source, 7, contrast="t1", whole_head=False,
+                             **dict(CLEAN, thick_axis=2, slice_spacing_mm=12.0))
+    brain = labels > 0
+
+    def detail(image: np.ndarray, axis: int) -> float:
+        return float(np.abs(np.diff(image, axis=axis))[brain[tuple(slice(0, -1) if a == axis else slice(None)
+                                                                    for a in range(3))]].mean())
+
+    kept = [detail(thick, axis) / detail(thin, axis) for axis in range(3)]
+    # Thick along S: the least detail survives along S (0.49 vs 0.74 / 0.67 when written), none of it is lost
+    # when the step is skipped (all 1.0), and another axis would be the smallest when the axis is wrong.
+    assert kept[2] < 0.6 and kept[2] < 0.8 * min(kept[0], kept[1]), kept
+
+
+def test_every_generation_label_has_an_intensity(source) -> None:
+    from medseg.data.synth.contrast import draw_intensities
+
+    for contrast in ("t1", "t2", "pd", "random", "template"):
+        means, stds = draw_intensities(contrast, np.random.default_rng(0))
+        assert means.shape == stds.shape == (len(GENERATION_LABELS),)
+        assert means[GENERATION_LABELS.index("air")] <= 0.05
+    with pytest.raises(ValueError, match="unknown synthetic contrast"):
+        draw_intensities("ct", np.random.default_rng(0))
+
+
+def test_dataset_is_seeded_by_run_epoch_and_index(source) -> None:
+    from monai.transforms import Compose, RandCropByLabelClassesd
+
+    synth = dataclasses.replace(SynthConfig(), volumes_per_epoch=3, grid_shape=SHAPE)
+    sampler = RandCropByLabelClassesd(keys=["image", "label"], label_key="label", spatial_size=(24, 24, 24),
+                                      num_classes=4, num_samples=2, warn=False)
+    dataset = SynthPatchDataset(synth, SPACING, Compose([ScaleToPercentiled(["image"])]), sampler, seed=1)
+    dataset.set_epoch(1)
+    first = dataset[0]
+    again = dataset[0]
+    assert len(first) == 2 and tuple(first[0]["image"].shape) == (1, 24, 24, 24)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(first, again))
+    dataset.set_epoch(2)
+    assert not torch.equal(dataset[0][0]["image"], first[0]["image"])
+    assert len(dataset) == 3
+
+
+def test_percentile_scaling_ignores_zero_padding() -> None:
+    rng = np.random.default_rng(0)
+    brain = torch.as_tensor(rng.uniform(10, 500, (1, 20, 20, 20)), dtype=torch.float32)
+    padded = torch.zeros((1, 60, 60, 60))
+    padded[:, 20:40, 20:40, 20:40] = brain
+    scale = ScaleToPercentiled(["image"])
+    small = scale({"image": MetaTensor(brain)})["image"]
+    large = scale({"image": MetaTensor(padded)})["image"]
+    assert torch.allclose(large[:, 20:40, 20:40, 20:40], small)
+    assert float(torch.quantile(small.flatten(), 0.99)) == pytest.approx(1.0, abs=1e-4)
+    assert float(large[:, :20].abs().max()) == 0.0
