@@ -82,7 +82,7 @@ def _batches(data: Any, seed: int) -> Iterator[dict[str, Any]]:
     epoch = 0
     while True:
         epoch += 1
-        data.train_sampler.set_epoch(epoch)
+        data.start_epoch(epoch)
         data.train_transform.set_random_state(seed=(seed * 100_003 + epoch * 1_009) % 2**32)
         yield from data.train_loader
 
