@@ -11,7 +11,9 @@ import pytest
 import SimpleITK as sitk
 
 from medseg.errors import InputError
+from medseg.io.dicom_export import write_dicom_series
 from medseg.io.read import read_case, read_labels, read_scan
+from medseg.types import Volume
 
 SHAPE = (5, 6, 7)
 
@@ -79,12 +81,8 @@ def test_unknown_suffix(tmp_path: Path, name: str) -> None:
 
 
 def test_dicom_folder_goes_to_the_series_reader(tmp_path: Path) -> None:
-    dicom_export = pytest.importorskip("medseg.io.dicom_export", reason="the DICOM helper's writer is not there yet")
-    pytest.importorskip("medseg.io.dicom", reason="the DICOM helper's reader is not there yet")
-    from medseg.types import Volume
-
     source = Volume(array=voxels(dtype=np.float32)[None], affine=affine_with())
-    dicom_export.write_dicom_series(source, tmp_path / "series")
+    write_dicom_series(source, tmp_path / "series")
     volume = read_scan(tmp_path / "series", modalities=("CT",))
     np.testing.assert_allclose(volume.affine, source.affine, atol=1e-3)
     np.testing.assert_array_equal(volume.array, source.array)

@@ -169,7 +169,6 @@ def _tiny_model_folder(folder):
 
 def test_segment_widget_runs_a_model_and_activations_follow_it(make_napari_viewer, qtbot, tmp_path):
     """A real Predictor in a worker thread: labels + uncertainty layers, table, progress; then activations."""
-    pytest.importorskip("medseg.inference.predictor", reason="medseg.inference.predictor not written yet")
     _tiny_model_folder(tmp_path / "models" / "tiny")
     viewer = make_napari_viewer()
     volume, _ = phantom(SAGITTAL, shape=(16, 16, 16))

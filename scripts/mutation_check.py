@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Mutation check: break one thing at a time in a scratch copy and run the tests that should notice.
+
+Each mutant is a named source patch (an exact text, found exactly once, replaced by a broken one)
+and the test files that must fail when it is applied. The script copies the working tree (tracked
+files plus untracked ones git does not ignore) to a temporary folder once, runs the tests there
+unmutated (the baseline must pass), then for each mutant writes the broken file, runs its tests, and
+puts the file back. The checkout itself is never written to.
+
+Results: ``killed`` (the tests failed: good), ``survived`` (they passed: a gap in the suite),
+``not applied`` (the patched text is no longer in the source: update the mutant), ``baseline fails``.
+
+Usage (from the repository root, with the project's venv)::
+
+    nice -n 19 .venv/bin/python scripts/mutation_check.py                  # every mutant
+    nice -n 19 .venv/bin/python scripts/mutation_check.py --only ddp-bare-module --only augment-raises
+    nice -n 19 .venv/bin/python scripts/mutation_check.py --list
+    nice -n 19 .venv/bin/python scripts/mutation_check.py --write docs/mutation-results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug.
+
+    Attributes:
+        name: short id (``--only``).
+        what: the bug in words.
+        path: the file patched, relative to the repository root.
+        old: text that must occur exactly once in the file.
+        new: what replaces it.
+        tests: pytest arguments (files or node ids) that must fail.
+    """
+
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+PLACEMENT = ("tests/inference/test_placement.py",)
+TRAINING = ("tests/training/test_learning.py", "tests/research/test_lr_find.py", "tests/research/test_tune.py")
+GRID_LINE = "    grid_affine = np.asarray(torch.as_tensor(affine).detach().cpu().numpy(), dtype=np.float64)\n"
+SPACING_DIFFERS = "    if not np.allclose(np.linalg.norm(grid_affine[:3, :3], axis=0), volume.spacing, atol=1e-3):\n"
+SHOW_LINE = "        return self.show(volume, prediction.labels.array, class_names=names, colors=colors,\n"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("mask-one-voxel-off", "the model grid's affine shifted by one model voxel (2 mm) when the spacings differ",
+           "medseg/inference/predictor.py", GRID_LINE,
+           GRID_LINE + SPACING_DIFFERS + "        grid_affine[:3, 3] += grid_affine[:3, 0]\n", PLACEMENT),
+    Mutant("mask-quarter-voxel-off", "the same shift by a quarter of a model voxel (0.5 mm)",
+           "medseg/inference/predictor.py", GRID_LINE,
+           GRID_LINE + SPACING_DIFFERS + "        grid_affine[:3, 3] += 0.25 * grid_affine[:3, 0]\n", PLACEMENT),
+    Mutant("resample-align-corners", "probabilities resampled to the source grid with align_corners=True",
+           "medseg/inference/predictor.py",
+           'resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False,',
+           'resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=True,', PLACEMENT),
+    Mutant("tta-no-flip-back", "mirror TTA averages flipped probabilities without flipping them back (fast path)",
+           "medseg/inference/predictor.py",
+           "                    soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims\n",
+           "                    pass\n", PLACEMENT),
+    Mutant("gradient-ascent", "the training loop climbs the loss instead of descending it",
+           "medseg/training/loop.py", "scaler.scale(loss_tensor).backward()", "scaler.scale(-loss_tensor).backward()",
+           ("tests/training/test_learning.py", "tests/research/test_tune.py")),
+    Mutant("no-optimizer-step", "the loop computes gradients but never steps the optimiser",
+           "medseg/training/loop.py", "    scaler.step(optimizer)\n", "    pass\n", ("tests/training/test_learning.py",)),
+    Mutant("lr-find-no-step", "lr-find never updates the weights (the loss cannot fall)",
+           "medseg/research/lr_find.py", "        optimizer.step()\n", "        pass\n",
+           ("tests/research/test_lr_find.py",)),
+    Mutant("lr-find-suggests-minimum", "lr-find suggests the rate at the loss minimum, not the steepest fall",
+           "medseg/research/lr_find.py", "    return float(lrs[skip + int(np.argmin(slopes[skip:]))])",
+           "    return float(lrs[stop - 1])", ("tests/research/test_lr_find.py",)),
+    Mutant("ddp-bare-module", "DDP replaced by the bare module: ranks train apart, nothing is synchronised",
+           "medseg/training/loop.py", "trained = DistributedDataParallel(model) if context.distributed else model",
+           "trained = model", ("tests/training/test_distributed.py",)),
+    Mutant("napari-transposed-flipped", "the Segment dock shows the mask transposed and flipped",
+           "apps/medseg_napari/segment_widget.py", SHOW_LINE,
+           SHOW_LINE.replace("prediction.labels.array", "prediction.labels.array.transpose(2, 1, 0)[::-1]"),
+           ("tests/napari/test_segment_placement.py",)),
+    Mutant("napari-flipped", "the Segment dock shows the mask flipped along one axis (same shape)",
+           "apps/medseg_napari/segment_widget.py", SHOW_LINE,
+           SHOW_LINE.replace("prediction.labels.array", "prediction.labels.array[:, ::-1]"),
+           ("tests/napari/test_segment_placement.py",)),
+    Mutant("augment-raises", "any enabled augmentation raises",
+           "medseg/transforms.py", "    if not settings.enabled:\n        return []\n",
+           "    if not settings.enabled:\n        return []\n    raise RuntimeError('augmentation')\n",
+           ("tests/test_augmentation.py", "tests/training/test_learning.py")),
+    Mutant("augment-flip-image-only", "random flips move the image but not the label",
+           "medseg/transforms.py", "RandFlipd(keys=keys, prob=0.5, spatial_axis=axis)",
+           "RandFlipd(keys=[IMAGE], prob=0.5, spatial_axis=axis)", ("tests/test_augmentation.py",)),
+    Mutant("augment-affine-separate-draws", "image and label get separate random rotations/zooms",
+           "medseg/transforms.py",
+           "                keys=keys, prob=prob, rotate_range=(angle, angle, angle),\n"
+           "                scale_range=(settings.scale,) * 3, mode=(\"bilinear\", \"nearest\"), padding_mode=\"zeros\",\n"
+           "            )\n        )\n",
+           "                keys=[IMAGE], prob=prob, rotate_range=(angle, angle, angle),\n"
+           "                scale_range=(settings.scale,) * 3, mode=\"bilinear\", padding_mode=\"zeros\",\n"
+           "            )\n        )\n"
+           "        steps.append(RandAffined(keys=[LABEL], prob=prob, rotate_range=(angle, angle, angle),\n"
+           "                                 scale_range=(settings.scale,) * 3, mode=\"nearest\", padding_mode=\"zeros\"))\n",
+           ("tests/test_augmentation.py",)),
+    Mutant("calibrate-shuffled-labels", "calibration pairs sampled logits with the wrong voxels' labels",
+           "medseg/inference/calibrate.py", "samples, targets = samples[chosen], targets[chosen]",
+           "samples, targets = samples[chosen], targets[np.sort(chosen)]", ("tests/apps/test_cli_calibrate.py",)),
+    Mutant("calibrate-half-temperature", "the fitted temperature is halved before it is stored",
+           "medseg/inference/calibrate.py",
+           "    temperature = fit_temperature(samples, targets, max_samples=samples.shape[0], seed=seed)\n",
+           "    temperature = 0.5 * fit_temperature(samples, targets, max_samples=samples.shape[0], seed=seed)\n",
+           ("tests/apps/test_cli_calibrate.py",)),
+)
+
+
+def copy_tree(destination: Path) -> int:
+    """Copy tracked and untracked-not-ignored files of the checkout to ``destination``; returns the count."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    count = 0
+    for name in filter(None, listed):
+        source = ROOT / name
+        if not source.is_file() or source.is_symlink():
+            continue  # deleted in the working tree, or a link
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        count += 1
+    return count
+
+
+def environment(copy: Path) -> dict[str, str]:
+    """The environment of the test runs: the copy's packages first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(copy), str(copy / "apps"), env.get("PYTHONPATH", "")])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def check_imports(copy: Path) -> None:
+    """Fail unless ``medseg`` and the apps import from the copy (not from the checkout's editable install)."""
+    code = "import medseg, medseg_cli, medseg_napari; print(medseg.__file__); print(medseg_cli.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=copy, env=environment(copy), capture_output=True,
+                          text=True, check=True)
+    for line in done.stdout.split():
+        if not Path(line).resolve().is_relative_to(copy.resolve()):
+            raise SystemExit(f"the copy imports {line}, not its own sources; check the editable install")
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int, str, float]:
+    """pytest on ``tests`` in the copy (stop at the first failure); returns (exit status, output, seconds)."""
+    command = [sys.executable, "-m", "pytest", *tests, "-q", "-x", "-p", "no:cacheprovider"]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=copy, env=environment(copy), capture_output=True, text=True,
+                              timeout=timeout)
+        status, output = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:
+        status, output = 124, f"timed out after {timeout} s\n{expired.stdout or ''}"
+    return status, output, time.perf_counter() - started
+
+
+def first_failure(output: str) -> str:
+    """The first ``FAILED``/``ERROR`` test id of pytest's summary (or the last line)."""
+    for line in output.splitlines():
+        match = re.match(r"^(FAILED|ERROR) (\S+)", line)
+        if match:
+            return match.group(2)
+    lines = [line for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    result: str
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def check(mutant: Mutant, copy: Path, timeout: int) -> Outcome:
+    """Apply ``mutant`` in the copy, run its tests, restore the file."""
+    path = copy / mutant.path
+    if not path.is_file():
+        return Outcome(mutant, "not applied", f"{mutant.path} is missing")
+    original = path.read_text(encoding="utf-8")
+    if original.count(mutant.old) != 1:
+        return Outcome(mutant, "not applied", f"the patched text occurs {original.count(mutant.old)} times")
+    path.write_text(original.replace(mutant.old, mutant.new), encoding="utf-8")
+    try:
+        status, output, seconds = run_tests(copy, mutant.tests, timeout)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    if status == 0:
+        return Outcome(mutant, "survived", "all tests passed", seconds)
+    if status == 5:
+        return Outcome(mutant, "survived", "no tests ran", seconds)
+    return Outcome(mutant, "killed", first_failure(output), seconds)
+
+
+def report(outcomes: list[Outcome], baseline_seconds: float, started: str) -> str:
+    """The results as Markdown."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    killed = sum(o.result == "killed" for o in outcomes)
+    lines = [
+        "# Mutation check results",
+        "",
+        f"`scripts/mutation_check.py`, run {started} on commit {commit} (working tree as it was), "
+        f"{os.cpu_count()} CPU cores; baseline (all listed tests, unmutated) passed in {baseline_seconds:.0f} s.",
+        "",
+        f"**{killed} of {len(outcomes)} mutants killed.**",
+        "",
+        "| mutant | what it breaks | file | result | first failing test | s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        detail = o.detail.replace("|", "\\|")
+        lines.append(f"| `{o.mutant.name}` | {o.mutant.what} | `{o.mutant.path}` | {o.result} | `{detail}` | "
+                     f"{o.seconds:.0f} |")
+    lines += ["", "Rerun: `nice -n 19 .venv/bin/python scripts/mutation_check.py --write docs/mutation-results.md`.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", default=[], help="run only this mutant (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--write", type=Path, help="write the results as Markdown to this file")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per test run")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch copy (its path is printed)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    unknown = set(args.only) - {m.name for m in MUTANTS}
+    if unknown:
+        parser.error(f"unknown mutant(s): {', '.join(sorted(unknown))}")
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:32s} {m.path:40s} {m.what}")
+        return 0
+
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scratch = Path(tempfile.mkdtemp(prefix="medseg-mutation-"))
+    try:
+        files = copy_tree(scratch)
+        print(f"copied {files} files to {scratch}", flush=True)
+        check_imports(scratch)
+        tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        status, output, baseline = run_tests(scratch, tests, args.timeout * 2)
+        if status != 0:
+            print(output[-4000:])
+            print(f"baseline fails ({first_failure(output)}): fix the suite before judging mutants")
+            return 2
+        print(f"baseline passed in {baseline:.0f} s", flush=True)
+        outcomes = []
+        for mutant in chosen:
+            outcome = check(mutant, scratch, args.timeout)
+            outcomes.append(outcome)
+            print(f"{mutant.name:32s} {outcome.result:12s} {outcome.seconds:5.0f} s  {outcome.detail}", flush=True)
+    finally:
+        if args.keep:
+            print(f"scratch copy kept: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    text = report(outcomes, baseline, started)
+    if args.write:
+        args.write.write_text(text, encoding="utf-8")
+        print(f"wrote {args.write}")
+    return 0 if all(o.result == "killed" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
