@@ -87,15 +87,19 @@ def _folder_headers(folder: Path) -> tuple[list[Path], list[Dataset]]:
     if not folder.is_dir():
         raise InputError(folder, "no such folder", "give the folder that holds the DICOM slice files")
     files, datasets = [], []
+    skipped = {"not DICOM": 0, "DICOMDIR index": 0}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         dataset = read_dicom_header(path)
         if dataset is None:
-            LOGGER.info("skipping %s: not DICOM", path.name)
+            skipped["not DICOM"] += 1
         elif _is_dicomdir(dataset):
-            LOGGER.info("skipping %s: DICOMDIR index", path.name)
+            skipped["DICOMDIR index"] += 1
         else:
             files.append(path)
             datasets.append(dataset)
+    for reason, count in skipped.items():
+        if count:  # counted, not named: file names beside DICOM may identify the patient
+            LOGGER.info("skipped %d file(s): %s", count, reason)
     if not files:
         raise InputError(folder, "no DICOM image files in this folder",
                          "give the folder that directly holds the slice files (subfolders are not searched)")
