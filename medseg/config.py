@@ -497,11 +497,12 @@ def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...] | list[str]
     return result
 
 
-def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *,
+                    base: str | Path | None = None) -> ExperimentConfig:
     """Read an experiment YAML, apply ``--set`` overrides and make relative paths absolute.
 
-    Relative paths in the file are taken from the folder holding the file (so presets in
-    ``models/presets/`` can say ``../../data/brain-tissue/dataset.json``); paths given as
+    Relative paths in the file are taken from ``base``, by default the folder holding the file (so
+    presets in ``models/presets/`` can say ``../../data/brain-tissue/dataset.json``); paths given as
     overrides are taken from the current directory.
 
     Raises:
@@ -509,8 +510,7 @@ def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     """
     path = Path(path)
     data = load_yaml(path)
-    base = path.resolve().parent
-    data = _absolute_paths(data, base)
+    data = _absolute_paths(data, Path(base).resolve() if base is not None else path.resolve().parent)
     data = apply_overrides(data, overrides)
     data = _absolute_paths(data, Path.cwd())
     try:
