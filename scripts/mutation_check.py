@@ -10,6 +10,10 @@ puts the file back. The checkout itself is never written to.
 Results: ``killed`` (the tests failed: good), ``survived`` (they passed: a gap in the suite),
 ``not applied`` (the patched text is no longer in the source: update the mutant), ``baseline fails``.
 
+Equivalent mutants tried and dropped (they change nothing observable, so no test can kill them):
+``align_corners=True`` in the Predictor's ``SpatialResample`` back to the source grid (MONAI maps the
+affines consistently either way: probabilities agree to 3e-6, labels exactly).
+
 Usage (from the repository root, with the project's venv)::
 
     nice -n 19 .venv/bin/python scripts/mutation_check.py                  # every mutant
@@ -69,10 +73,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("mask-quarter-voxel-off", "the same shift by a quarter of a model voxel (0.5 mm)",
            "medseg/inference/predictor.py", GRID_LINE,
            GRID_LINE + SPACING_DIFFERS + "        grid_affine[:3, 3] += 0.25 * grid_affine[:3, 0]\n", PLACEMENT),
-    Mutant("resample-align-corners", "probabilities resampled to the source grid with align_corners=True",
-           "medseg/inference/predictor.py",
-           'resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False,',
-           'resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=True,', PLACEMENT),
+    Mutant("slab-shift-wrong-axis", "slab-wise resampling to the source grid offsets each slab along j instead of i",
+           "medseg/inference/predictor.py", "            shift[0, 3] = slab.start\n",
+           "            shift[1, 3] = slab.start\n", PLACEMENT),
     Mutant("tta-no-flip-back", "mirror TTA averages flipped probabilities without flipping them back (fast path)",
            "medseg/inference/predictor.py",
            "                    soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims\n",

@@ -90,3 +90,19 @@ def test_a_model_with_anisotropic_spacing_places_masks_as_exactly(monkeypatch: p
     prediction = Predictor.from_model(folder, engine="torch", precision="float32").predict(volume)
     errors = centroid_errors_mm(prediction.labels.array, volume.affine, truth, volume.affine, (1, 2))
     assert max(errors.values()) < TOLERANCE_MM, errors
+
+
+def test_resampling_in_slabs_gives_the_whole_volume_answer(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large scans are resampled back a slab of planes at a time; force many slabs on a small one."""
+    from medseg.inference import predictor as predictor_module
+
+    volume, truth = scene("fine-oblique")
+    predictor = Predictor.from_model(model, engine="torch", precision="float32")
+    whole = predictor.predict(volume)
+    # 56 planes of 880 voxels: 14 slabs of 4 planes (``_slabs`` binds SLAB_VOXELS as its default argument)
+    monkeypatch.setattr(predictor_module._slabs, "__defaults__", (4000,))
+    assert len(predictor_module._slabs(volume.spatial_shape)) == 14
+    slabs = predictor.predict(volume)
+    np.testing.assert_allclose(slabs.probabilities, whole.probabilities, atol=1e-5)
+    errors = centroid_errors_mm(slabs.labels.array, volume.affine, truth, volume.affine, (1, 2))
+    assert max(errors.values()) < TOLERANCE_MM, errors
