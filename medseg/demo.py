@@ -31,9 +31,9 @@ from typing import Any
 from medseg.types import source_name
 
 LOGGER = logging.getLogger(__name__)
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEFINITION = PACKAGE_ROOT / "datasets" / "brain-tissue.yaml"
-DEFAULT_PRESET = PACKAGE_ROOT / "models" / "presets" / "brain-tissue-unet.yaml"
+# Bundled names (medseg.resources); a path works as well.
+DEFAULT_DEFINITION = "brain-tissue"
+DEFAULT_PRESET = "brain-tissue-unet"
 DEFAULT_EPOCHS = 30
 # Demo training settings on top of the preset: smaller patches, every non-test case trains
 # (imagesTs is the held-out test set), validation only every 10 epochs.
@@ -87,10 +87,10 @@ def run_demo(
     Args:
         out_dir: the demo folder (``run/``, ``model/``, ``predictions/``, ``evaluation/``, ``report.md``).
         data_dir: where the sample data set is built (``DATA/<name>``; reused when up to date).
-        pretrained: a model folder to use instead of training.
+        pretrained: a model folder (or a shipped model's name) to use instead of training.
         epochs: training epochs (total, also when a run is resumed).
-        definition: the sample definition YAML.
-        preset: the experiment preset YAML trained from.
+        definition: the sample definition YAML (or a bundled definition's name).
+        preset: the experiment preset YAML trained from (or a bundled preset's name).
         overrides: extra ``key=value`` config overrides (after the demo's own).
         progress: show progress bars.
 
@@ -101,7 +101,9 @@ def run_demo(
     from medseg.data.sample_config import load_sample_definition
     from medseg.evaluation.report import evaluate_folders
     from medseg.inference.batch import run_batch
+    from medseg.resources import resolve
 
+    definition, preset = resolve("dataset", definition), resolve("preset", preset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -121,7 +123,7 @@ def run_demo(
         model_dir, ece = _export_and_calibrate(run_dir, out / "model", dataset_json)
         seconds["calibrate"] = _lap(mark)
     else:
-        model_dir = Path(pretrained)
+        model_dir = resolve("model", pretrained)
 
     mark = time.perf_counter()
     batch = run_batch(data_root / "imagesTs", model_dir, out / "predictions", uncertainty=True,

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "temperature T on sampled voxels' logits, and write MODEL_DIR/calibration.json with the expected "
         "calibration error before and after.",
     )
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a model folder (`medseg export-model`)")
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                        help="a model folder (`medseg model-folder`)")
     parser.add_argument("--data", type=Path, required=True, metavar="DATASET_JSON",
                         help="the Decathlon dataset.json the model was trained on")
     parser.add_argument("--split", type=Path, required=True, metavar="SPLIT_JSON",

@@ -1,7 +1,9 @@
 """`medseg demo`: build the sample, train briefly, predict the test subjects, evaluate, write a report.
 
-    medseg demo [--out demo-output] [--data data] [--pretrained MODEL_DIR] [--epochs N]
-                [--definition datasets/brain-tissue.yaml] [--preset models/presets/brain-tissue-unet.yaml]
+    medseg demo [--out demo-output] [--data data] [--pretrained MODEL] [--epochs N]
+                [--definition brain-tissue] [--preset brain-tissue-unet]
+
+Names are bundled resources (`medseg models`); paths work as well.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="demo folder (default demo-output)")
     parser.add_argument("--data", type=Path, default=Path("data"), help="where the sample is built (default data)")
-    parser.add_argument("--pretrained", type=Path, metavar="MODEL_DIR", help="use this model folder; no training")
+    parser.add_argument("--pretrained", type=Path, metavar="MODEL",
+                        help="use this model folder (or shipped model, e.g. brain-tissue-unet); no training")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"training epochs (default {DEFAULT_EPOCHS}: a few minutes on 2 cores)")
-    parser.add_argument("--definition", type=Path, default=DEFAULT_DEFINITION, help="sample definition YAML")
-    parser.add_argument("--preset", type=Path, default=DEFAULT_PRESET, help="experiment preset YAML")
+    parser.add_argument("--definition", type=Path, default=Path(DEFAULT_DEFINITION),
+                        help=f"sample definition: bundled name or YAML (default {DEFAULT_DEFINITION})")
+    parser.add_argument("--preset", type=Path, default=Path(DEFAULT_PRESET),
+                        help=f"training preset: bundled name or YAML (default {DEFAULT_PRESET})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training config value (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "spatial axes where the network allows) and records it in MODEL_DIR/export.json. The export's logits "
         "on a sample window must match the PyTorch model's within --tolerance (max abs difference printed).",
     )
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a model folder (`medseg export-model`)")
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                        help="a model folder (`medseg model-folder`)")
     parser.add_argument("--format", required=True, choices=("torchscript", "onnx"), dest="fmt")
     parser.add_argument("--out", type=Path, metavar="FILE", help="file to write (default: inside MODEL_DIR)")
     parser.add_argument("--tolerance", type=float, default=1e-4,

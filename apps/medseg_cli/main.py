@@ -14,9 +14,10 @@ from medseg_cli import (
     demo_command,
     evaluate_command,
     export_command,
-    export_model_command,
     info_command,
     lr_find_command,
+    model_folder_command,
+    models_command,
     predict_command,
     sample_command,
     train_command,
@@ -25,8 +26,8 @@ from medseg_cli import (
 )
 
 COMMANDS = (
-    info_command, sample_command, train_command, export_model_command, calibrate_command, predict_command,
-    evaluate_command, view_command, demo_command, tune_command,
+    info_command, models_command, sample_command, train_command, model_folder_command, calibrate_command,
+    predict_command, evaluate_command, view_command, demo_command, tune_command,
     lr_find_command, export_command,
 )
 

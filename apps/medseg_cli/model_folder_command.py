@@ -1,23 +1,40 @@
-"""`medseg export-model`: turn a training run into a model folder for inference.
+"""`medseg model-folder`: turn a training run into a model folder for inference.
 
-    medseg export-model RUN_DIR --out MODEL_DIR [--checkpoint best|last] [--name NAME] [--force] [--no-qc]
+    medseg model-folder RUN_DIR --out MODEL_DIR [--checkpoint best|last] [--name NAME] [--force] [--no-qc]
+
+``medseg export-model`` is the old name, kept as a deprecated alias for one release (it was too
+close to ``medseg export``, which writes TorchScript/ONNX files of a model folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+NAME = "model-folder"
+DEPRECATED_ALIAS = "export-model"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the subcommand."""
-    parser = subparsers.add_parser(
-        "export-model",
-        help="build a model folder (config, weights, model card) from a training run",
-        description="Write MODEL_DIR/model.yaml, weights.pt (tensors only) and model_card.json (classes, colours, "
-        "training facts, validation Dice vs the majority baseline, QC ranges from the training split). "
-        "The folder appears complete or not at all.",
-    )
+    """Register the subcommand and its deprecated alias."""
+    for name in (NAME, DEPRECATED_ALIAS):
+        deprecated = name == DEPRECATED_ALIAS
+        parser = subparsers.add_parser(
+            name,
+            help=f"deprecated: use `medseg {NAME}`" if deprecated else
+            "make a model folder (config, weights, model card) from a training run",
+            description=("Deprecated alias of `medseg model-folder` (same arguments); it goes in the next release. "
+                         if deprecated else "")
+            + "Write MODEL_DIR/model.yaml, weights.pt (tensors only) and model_card.json (classes, colours, "
+            "training facts, validation Dice vs the majority baseline, QC ranges from the training split). "
+            "The folder appears complete or not at all.",
+        )
+        _add_arguments(parser)
+        parser.set_defaults(run=run_deprecated if deprecated else run)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by `medseg train`")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to create")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
@@ -31,11 +48,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the search.json of the `medseg tune` study this config came from (recorded in the card)")
     parser.add_argument("--no-qc", action="store_true",
                         help="skip the QC ranges (when the training data are not available)")
-    parser.set_defaults(run=run)
+
+
+def run_deprecated(args: argparse.Namespace) -> int:
+    """The old name: warn on stderr, then do the same."""
+    print(f"medseg {DEPRECATED_ALIAS}: deprecated, use `medseg {NAME}` (same arguments); "
+          "the old name goes in the next release", file=sys.stderr)
+    return run(args)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and print where the model is and what it scored."""
+    """Make the folder and print where the model is and what it scored."""
     from medseg.inference.model_folder import export_model_folder, load_model_folder
 
     path = export_model_folder(

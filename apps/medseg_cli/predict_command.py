@@ -1,8 +1,9 @@
 """`medseg predict`: segment every scan under INPUT with a model folder.
 
-    medseg predict INPUT --model MODEL_DIR --out OUT_DIR [--uncertainty] [--probabilities] [--tta]
+    medseg predict INPUT --model MODEL --out OUT_DIR [--uncertainty] [--probabilities] [--tta]
                    [--workers N] [--device cpu|cuda] [--no-progress]
 
+MODEL is a model folder or the name of a shipped one (`medseg models`: brain-tissue-unet).
 Multi-process over machines or GPUs: ``torchrun --nproc_per_node N -m medseg predict ...``.
 Exit status: 0 when every case succeeded (or was already complete), 1 when any case failed.
 """
@@ -24,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "volumes and timings. Case ids are pseudonymous. Rerunning skips complete cases and redoes the rest.",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help="scan file, DICOM series folder or study root")
-    parser.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR", help="model folder")
+    parser.add_argument("--model", type=Path, required=True, metavar="MODEL",
+                        help="model folder, or the name of a shipped model (`medseg models`)")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     parser.add_argument("--uncertainty", action="store_true", help="also write uncertainty.nii.gz (entropy, 0..1)")
     parser.add_argument("--probabilities", action="store_true",
@@ -44,8 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the batch, print a summary and the failed cases; 1 when any case failed."""
     from medseg.inference.batch import run_batch
+    from medseg.resources import resolve
 
-    result = run_batch(args.input, args.model, args.out, uncertainty=args.uncertainty, runtime=args.runtime,
+    result = run_batch(args.input, resolve("model", args.model), args.out, uncertainty=args.uncertainty, runtime=args.runtime,
                        probabilities=args.probabilities, tta=args.tta, workers=args.workers,
                        device=args.device, progress=not args.no_progress, trust_export=args.trust_export)
     if result.report_path is None:  # torchrun rank > 0: rank 0 reports

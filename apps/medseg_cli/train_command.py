@@ -1,7 +1,12 @@
 """`medseg train`: start a run from a config, or resume one.
 
-    medseg train --config FILE --out RUN_DIR [--set key=value ...] [--max-epochs N] [--init-from CKPT]
+    medseg train --config PRESET|FILE --out RUN_DIR [--set key=value ...] [--max-epochs N] [--init-from CKPT]
     medseg train --resume RUN_DIR [--max-epochs N]
+
+PRESET is a bundled preset's name (`medseg models`); its relative paths are taken as if it sat in
+``./models/presets/``, so ``brain-tissue-unet`` trains on ``./data/brain-tissue``. A bundled preset
+(by name or path) whose bundled sample is missing gets it built first (``medseg sample``); any other
+config whose data set is a missing bundled sample stops with the command that builds it.
 
 Multi-process: ``torchrun --nproc_per_node N -m medseg train ...`` (same arguments).
 """
@@ -11,6 +16,10 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medseg.config import ExperimentConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a segmentation network from a config (or resume a run)",
         description="Train on a Decathlon data set. The run folder gets the resolved config, seed, "
         "package versions, patient split, CSV log, plots and checkpoints (last.pt, best.pt). "
-        "Relative paths in the config file are relative to the file's folder.",
+        "Relative paths in the config file are relative to the file's folder (for a bundled preset given by "
+        "name: ./models/presets/, so its data go to ./data/NAME). A bundled preset's missing sample is built first.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="experiment YAML (e.g. models/presets/brain-tissue-unet.yaml)")
+    source.add_argument("--config", type=Path, metavar="PRESET|FILE",
+                        help="bundled preset name (e.g. brain-tissue-unet) or experiment YAML")
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--out", type=Path, help="run folder to create (with --config)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -36,7 +47,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print where the run is and how it ended."""
-    from medseg.config import load_experiment
     from medseg.errors import ConfigError
     from medseg.training.loop import resume, train
     from medseg.training.run_folder import record_command
@@ -53,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             overrides.append(f"train.max_epochs={args.max_epochs}")
         if args.init_from is not None:
             overrides.append(f"train.finetune.init_from={args.init_from.resolve()}")
-        config = load_experiment(args.config, overrides)
+        config = _load_config(args.config, overrides)
         record_command(args.out, ["medseg", *args.argv])
         result = train(config, args.out)
     if result.rank != 0:
@@ -64,3 +74,21 @@ def run(args: argparse.Namespace) -> int:
         f"at epoch {result.best_epoch}, {result.seconds_per_iteration:.3f} s/iteration"
     )
     return 0
+
+
+def _load_config(text: Path, overrides: list[str]) -> ExperimentConfig:
+    """The experiment from a path or a bundled preset, with its missing bundled sample built (or named)."""
+    from medseg.config import load_experiment
+    from medseg.data.preset_sample import build_missing_sample, missing_sample, refuse_missing_sample
+    from medseg.resources import is_bundled, resolve
+
+    path = resolve("preset", text)
+    by_name = path != text  # a bundled name: paths as if the preset sat in ./models/presets/
+    config = load_experiment(path, overrides, base=Path.cwd() / "models" / "presets" if by_name else None)
+    missing = missing_sample(config.data.dataset_json)
+    if missing is not None:
+        if not (by_name or is_bundled(path)):
+            raise refuse_missing_sample(missing)
+        print(f"{missing.dataset_json} is missing: building the bundled sample ({missing.command})", flush=True)
+        build_missing_sample(missing)
+    return config

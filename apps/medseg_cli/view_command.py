@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("scan", type=Path, nargs="?", help="scan file or DICOM series folder "
                         "(with --pred: the input folder the predictions were made from)")
     parser.add_argument("--pred", type=Path, help="a `medseg predict` output folder")
-    parser.add_argument("--model", type=Path, help="a model folder (model.yaml, weights.pt, model_card.json)")
+    parser.add_argument("--model", type=Path, help="a model folder (model.yaml, weights.pt, model_card.json) "
+                        "or the name of a shipped model (`medseg models`)")
     parser.set_defaults(run=run)
 
 
@@ -28,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from medseg_napari.viewer_setup import set_up_viewer
 
     from medseg.errors import InputError
+    from medseg.resources import resolve
 
+    if args.model is not None:
+        args.model = resolve("model", args.model)
     if args.scan is None and args.pred is None:
         raise InputError("(none)", "nothing to view", "give a scan, or --pred with a prediction folder")
     for path in (args.scan, args.pred, args.model):

@@ -2,12 +2,15 @@
 
 Layouts accepted (``CASE`` is the case id, compared exactly):
 
-* predictions: ``PRED/CASE.nii.gz`` or ``PRED/CASE/seg.nii.gz`` (the batch-predict layout);
+* predictions: ``PRED/CASE.nii.gz`` or ``PRED/CASE/seg.nii.gz``; a ``medseg predict`` output
+  (``PRED/report.json``, pseudonymous ``PRED/case_<hash>/seg.nii.gz``) is paired through its report:
+  ``CASE`` is the input file's stem, or a DICOM series' SeriesInstanceUID
+  (``medseg.evaluation.report_pairing``);
 * references: ``TRUTH/CASE.nii.gz`` (Decathlon ``labelsTr``);
 * images: ``IMAGES/CASE.nii.gz`` or ``IMAGES/CASE_0000.nii.gz`` (Decathlon / nnU-Net ``imagesTr``);
 * probabilities: ``PROB/CASE/probabilities.nii.gz`` or ``PROB/CASE.nii.gz``, a 4D NIfTI
   (I, J, K, C) with one channel per class; when no probability folder is given,
-  ``PRED/CASE/probabilities.nii.gz`` is used where it exists.
+  ``probabilities.nii.gz`` beside the case's ``seg.nii.gz`` is used where it exists.
 
 ``.nii``, ``.nrrd`` and ``.mha`` are accepted wherever ``.nii.gz`` is.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.evaluation.report_pairing import pair_through_report, read_report_cases
 from medseg.types import source_name
 
 LOGGER = logging.getLogger(__name__)
@@ -91,10 +95,11 @@ def match_cases(
     images_dir: str | Path | None = None,
     probabilities_dir: str | Path | None = None,
 ) -> list[CaseFiles]:
-    """The cases found in both ``pred_dir`` and ``truth_dir``, sorted by case id.
+    """The cases found in both ``pred_dir`` and ``truth_dir``, sorted by case id (the reference's name).
 
     Predictions without a reference are skipped (logged); a reference without a
-    prediction is an error, since leaving it out would flatter the model.
+    prediction is an error, since leaving it out would flatter the model. A ``medseg predict``
+    output is paired through its ``report.json`` (``medseg.evaluation.report_pairing``).
 
     Raises:
         InputError: a missing folder, no common case, or references without predictions.
@@ -106,6 +111,9 @@ def match_cases(
     if not truths:
         raise InputError(truth_dir, "holds no label files (.nii.gz, .nii, .nrrd, .mha)",
                          "give the folder of reference label maps (e.g. labelsTr)")
+    report_cases = read_report_cases(pred_dir)
+    if report_cases is not None:
+        predictions = pair_through_report(report_cases, predictions, set(truths), pred_dir)
     missing = sorted(set(truths) - set(predictions))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -126,14 +134,15 @@ def match_cases(
             image = _named(Path(images_dir), case_id) or _named(Path(images_dir), f"{case_id}_0000")
             if image is None:
                 LOGGER.warning("no image for case %s in %s: its overlay has no background", case_id, images_dir)
-        probabilities = _probabilities_file(case_id, pred_dir, probabilities_dir)
+        probabilities = _probabilities_file(case_id, predictions[case_id], pred_dir, probabilities_dir)
         cases.append(CaseFiles(case_id, predictions[case_id], truths[case_id], image, probabilities))
     return cases
 
 
-def _probabilities_file(case_id: str, pred_dir: Path, probabilities_dir: str | Path | None) -> Path | None:
-    if probabilities_dir is None:
-        return _named(pred_dir / case_id, PROBABILITIES_FILE) if (pred_dir / case_id).is_dir() else None
+def _probabilities_file(case_id: str, prediction: Path, pred_dir: Path,
+                        probabilities_dir: str | Path | None) -> Path | None:
+    if probabilities_dir is None:  # beside CASE/seg.nii.gz (a case folder), never beside PRED/CASE.nii.gz
+        return _named(prediction.parent, PROBABILITIES_FILE) if prediction.parent != pred_dir else None
     folder = Path(probabilities_dir)
     inside = folder / case_id
     found = (_named(inside, PROBABILITIES_FILE) if inside.is_dir() else None) or _named(folder, case_id)

@@ -4,8 +4,8 @@ napari calls sample-data functions without arguments, so the napari plugin passe
 user cache folder (platformdirs' ``user_cache_dir("medseg")``); everything here takes the
 folder as an argument. Only subject ``brain_000`` is built (``n_train=1, n_test=0``): with the
 same seed it is the same subject, byte for byte, as ``brain_000`` of the full data set, and it
-is also written as a DICOM series. The definition is ``datasets/brain-tissue.yaml`` of the
-source tree.
+is also written as a DICOM series. The definition is the bundled ``brain-tissue`` one
+(``medseg.resources``: the source tree's ``datasets/brain-tissue.yaml``, or its copy in the wheel).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg.errors import InputError
 
-DEFINITION = Path(__file__).resolve().parents[2] / "datasets" / "brain-tissue.yaml"
+DEFINITION = "brain-tissue"  # a bundled name (medseg.resources) or a path
 SUBJECT = "brain_000"
 
 
@@ -35,21 +34,18 @@ def sample_subject(cache_dir: str | Path, definition: str | Path = DEFINITION) -
 
     Args:
         cache_dir: a writable folder (napari passes the user cache folder).
-        definition: the brain-tissue sample definition YAML.
+        definition: the brain-tissue sample definition YAML, or a bundled definition's name.
 
     Raises:
-        InputError: the definition is missing (medseg installed without its source tree) or
-            the MNI template is not installed. OutputError: the cache cannot be written.
+        InputError: the definition is missing (a broken installation) or the MNI template is not
+            installed. OutputError: the cache cannot be written.
     """
     from medseg.data.build import build_sample_from_config
     from medseg.data.sample_config import load_sample_definition
     from medseg.data.template import TISSUE_CLASSES
+    from medseg.resources import resolve
 
-    definition = Path(definition)
-    if not definition.is_file():
-        raise InputError(definition, "the brain sample definition is missing",
-                         "install medseg from its source tree (pip install -e .) or build the sample with "
-                         "`medseg sample datasets/brain-tissue.yaml --out DIR` and open it")
+    definition = resolve("dataset", definition)
     config = dataclasses.replace(load_sample_definition(definition), n_train=1, n_test=0, dicom_cases=(0,))
     out = Path(cache_dir) / config.name
     build_sample_from_config(config, out)
