@@ -4,8 +4,12 @@ Layout (Medical Segmentation Decathlon): ``imagesTr/``, ``labelsTr/``, ``imagesT
 ``dataset.json``, whose keys are ``name``, ``description``, ``modality`` (``{"0": "T1"}``),
 ``labels`` (``{"0": "background", ...}``), ``numTraining``, ``numTest``, ``training``
 (``[{"image": ..., "label": ...}]``) and ``test`` (paths, or ``{"image": ...[, "label": ...]}``).
-An ``image`` may also be a list of paths, one per modality (MONAI's convention).
-Paths are relative to the json's folder. Errors name the json file and the key at fault.
+An ``image`` may also be a list of paths, one per modality (MONAI's convention), or one 4D file
+holding every modality. Each entry may name its case (``case_id``) and its patient (``patient``):
+a patient with several studies has several cases with one ``patient``, and splits keep a patient's
+cases together. Case ids are unique; without ``case_id`` (or the older ``patient_id``) a case is
+named after its first image file. Paths are relative to the json's folder. Errors name the json file
+and the key at fault.
 """
 
 from __future__ import annotations
@@ -27,17 +31,23 @@ _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")  # nnU-Net's per-modality file suffix, 
 
 @dataclass(frozen=True)
 class Case:
-    """One patient's files.
+    """One case (a study of one patient) and its files.
 
     Attributes:
-        patient_id: unique within the data set (no two cases share it, across training and test).
+        patient_id: the patient; several cases (studies) may share it, and splits keep them together.
         images: absolute paths, one per modality (or one multi-channel file).
         label: absolute path of the label map, or None (unlabelled test case).
+        case_id: unique within the data set (across training and test); the patient id when not given.
     """
 
     patient_id: str
     images: tuple[Path, ...]
     label: Path | None = None
+    case_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.case_id:
+            object.__setattr__(self, "case_id", self.patient_id)
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,12 @@ class Datalist:
         """The folder holding dataset.json; relative paths start here."""
         return self.path.parent
 
-    def case(self, patient_id: str) -> Case:
-        """The case with this patient id (training or test); KeyError if absent."""
+    def case(self, case_id: str) -> Case:
+        """The case with this case id (training or test); KeyError if absent."""
         for case in self.training + self.test:
-            if case.patient_id == patient_id:
+            if case.case_id == case_id:
                 return case
-        raise KeyError(patient_id)
+        raise KeyError(case_id)
 
 
 def dataset_json_text(
@@ -99,6 +109,8 @@ def dataset_json_text(
         item: dict[str, Any] = {"image": images[0] if len(images) == 1 else images}
         if case.label is not None:
             item["label"] = relative(case.label)
+        if case.case_id != case.patient_id:
+            item.update(case_id=case.case_id, patient=case.patient_id)
         return item
 
     content: dict[str, Any] = {
@@ -138,12 +150,13 @@ def read_datalist(dataset_json: str | Path, *, check_files: bool = True) -> Data
         check_files: also check that every referenced file exists.
 
     Returns:
-        The ``Datalist`` with absolute paths; a case's patient id is its ``patient_id`` key when
-        given, else the first image's file name without extension (and without ``_0000``).
+        The ``Datalist`` with absolute paths; a case's id is its ``case_id`` key (or the older
+        ``patient_id``) when given, else the first image's file name without extension (and without
+        ``_0000``); its patient is its ``patient`` key, else its case id.
 
     Raises:
         InputError: unreadable or invalid json, a missing or wrongly typed key, a missing file,
-            a label map that is not 0..N, or two cases with the same patient id — naming the
+            a label map that is not 0..N, or two cases with the same case id — naming the
             file and the key.
     """
     path = Path(dataset_json)
@@ -167,10 +180,10 @@ def read_datalist(dataset_json: str | Path, *, check_files: bool = True) -> Data
     for key, group in (("training", training), ("test", test)):
         for index, case in enumerate(group):
             where = f"{key}[{index}]"
-            if case.patient_id in seen:
-                raise fail(where, f"patient id '{case.patient_id}' is also used by {seen[case.patient_id]}"
-                           " (each patient must appear once, or splits leak)")
-            seen[case.patient_id] = where
+            if case.case_id in seen:
+                raise fail(where, f"case id '{case.case_id}' is also used by {seen[case.case_id]}; give each "
+                           "study its own case_id, and the studies of one patient the same 'patient'")
+            seen[case.case_id] = where
             if modalities and len(case.images) not in (1, len(modalities)):
                 raise fail(where, f"{len(case.images)} image files for {len(modalities)} modalities")
     name = content.get("name", "")
@@ -242,10 +255,14 @@ def _read_entries(
             label = resolve(entry["label"], f"{where}.label")
         elif need_label:
             raise fail(f"{where}.label", "is missing (training cases need a label map)")
-        patient_id = entry.get("patient_id")
-        if patient_id is None:
-            patient_id = _CHANNEL_SUFFIX.sub("", source_name(images[0]))
-        if not isinstance(patient_id, str) or not patient_id:
-            raise fail(f"{where}.patient_id", f"must be a non-empty string, got {patient_id!r}")
-        cases.append(Case(patient_id=patient_id, images=images, label=label))
+        id_key = "case_id" if "case_id" in entry else "patient_id"
+        case_id = entry.get(id_key)
+        if case_id is None:
+            case_id = _CHANNEL_SUFFIX.sub("", source_name(images[0]))
+        if not isinstance(case_id, str) or not case_id:
+            raise fail(f"{where}.{id_key}", f"must be a non-empty string, got {case_id!r}")
+        patient = entry.get("patient", case_id)
+        if not isinstance(patient, str) or not patient:
+            raise fail(f"{where}.patient", f"must be a non-empty string, got {patient!r}")
+        cases.append(Case(patient_id=patient, images=images, label=label, case_id=case_id))
     return cases

@@ -112,7 +112,7 @@ def test_multi_modality_lists_and_channel_suffix(root: Path) -> None:
         ({"training": [{"image": "./imagesTr/zz.nii.gz", "label": "./labelsTr/a.nii.gz"}]},
          r"key 'training\[0\]\.image': './imagesTr/zz.nii.gz' does not exist"),
         ({"training": [{"image": 5, "label": "./labelsTr/a.nii.gz"}]}, "must be a file path"),
-        ({"test": ["./imagesTr/a.nii.gz"]}, r"key 'test\[0\]': patient id 'a' is also used by training\[0\]"),
+        ({"test": ["./imagesTr/a.nii.gz"]}, r"key 'test\[0\]': case id 'a' is also used by training\[0\]"),
         ({"modality": {"0": "T1", "1": "T2", "2": "FLAIR"},
           "training": [{"image": ["./imagesTr/a.nii.gz", "./imagesTr/b.nii.gz"], "label": "./labelsTr/a.nii.gz"}]},
          r"key 'training\[0\]': 2 image files for 3 modalities"),
