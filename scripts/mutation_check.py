@@ -78,13 +78,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "            shift[1, 3] = slab.start\n", PLACEMENT),
     Mutant("tta-no-flip-back", "mirror TTA averages flipped probabilities without flipping them back (fast path)",
            "medseg/inference/predictor.py",
-           "                    soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims\n",
-           "                    pass\n", PLACEMENT),
+           "                    soft = torch.flip(soft, tuple(d - 1 for d in flip))",
+           "                    soft = soft", PLACEMENT),
     Mutant("gradient-ascent", "the training loop climbs the loss instead of descending it",
            "medseg/training/loop.py", "scaler.scale(loss_tensor).backward()", "scaler.scale(-loss_tensor).backward()",
            ("tests/training/test_learning.py", "tests/research/test_tune.py")),
     Mutant("no-optimizer-step", "the loop computes gradients but never steps the optimiser",
-           "medseg/training/loop.py", "    scaler.step(optimizer)\n", "    pass\n", ("tests/training/test_learning.py",)),
+           "medseg/training/loop.py", "    scaler.step(optimizer)\n", "    pass\n",
+           ("tests/training/test_learning.py",)),
     Mutant("lr-find-no-step", "lr-find never updates the weights (the loss cannot fall)",
            "medseg/research/lr_find.py", "        optimizer.step()\n", "        pass\n",
            ("tests/research/test_lr_find.py",)),
@@ -111,14 +112,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "RandFlipd(keys=[IMAGE], prob=0.5, spatial_axis=axis)", ("tests/test_augmentation.py",)),
     Mutant("augment-affine-separate-draws", "image and label get separate random rotations/zooms",
            "medseg/transforms.py",
-           "                keys=keys, prob=prob, rotate_range=(angle, angle, angle),\n"
-           "                scale_range=(settings.scale,) * 3, mode=(\"bilinear\", \"nearest\"), padding_mode=\"zeros\",\n"
-           "            )\n        )\n",
-           "                keys=[IMAGE], prob=prob, rotate_range=(angle, angle, angle),\n"
-           "                scale_range=(settings.scale,) * 3, mode=\"bilinear\", padding_mode=\"zeros\",\n"
-           "            )\n        )\n"
-           "        steps.append(RandAffined(keys=[LABEL], prob=prob, rotate_range=(angle, angle, angle),\n"
-           "                                 scale_range=(settings.scale,) * 3, mode=\"nearest\", padding_mode=\"zeros\"))\n",
+           'keys=keys, prob=prob, rotate_range=(angle, angle, angle),\n'
+           '                scale_range=(settings.scale,) * 3, mode=("bilinear", "nearest"), padding_mode="zeros",\n'
+           '            )\n        )\n',
+           'keys=[IMAGE], prob=prob, rotate_range=(angle, angle, angle),\n'
+           '                scale_range=(settings.scale,) * 3, mode="bilinear", padding_mode="zeros",\n'
+           '            )\n        )\n'
+           '        steps.append(RandAffined(keys=[LABEL], prob=prob, rotate_range=(angle, angle, angle),\n'
+           '                                 scale_range=(settings.scale,) * 3, mode="nearest"))\n',
            ("tests/test_augmentation.py",)),
     Mutant("calibrate-shuffled-labels", "calibration pairs sampled logits with the wrong voxels' labels",
            "medseg/inference/calibrate.py", "samples, targets = samples[chosen], targets[chosen]",
@@ -236,7 +237,8 @@ def report(outcomes: list[Outcome], baseline_seconds: float, started: str) -> st
         detail = o.detail.replace("|", "\\|")
         lines.append(f"| `{o.mutant.name}` | {o.mutant.what} | `{o.mutant.path}` | {o.result} | `{detail}` | "
                      f"{o.seconds:.0f} |")
-    lines += ["", "Rerun: `nice -n 19 .venv/bin/python scripts/mutation_check.py --write docs/mutation-results.md`.", ""]
+    rerun = "nice -n 19 .venv/bin/python scripts/mutation_check.py --write docs/mutation-results.md"
+    lines += ["", f"Rerun: `{rerun}`.", ""]
     return "\n".join(lines)
 
 

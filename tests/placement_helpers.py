@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from scipy import ndimage
@@ -104,8 +105,8 @@ def world_centroid(labels: np.ndarray, affine: np.ndarray, value: int) -> np.nda
 def centroid_errors_mm(labels: np.ndarray, labels_affine: np.ndarray, truth: np.ndarray, truth_affine: np.ndarray,
                        values: Sequence[int]) -> dict[int, float]:
     """Distance in mm between the world centroids of ``labels`` and ``truth``, per label value."""
-    return {int(v): float(np.linalg.norm(world_centroid(labels, labels_affine, v) - world_centroid(truth, truth_affine, v)))
-            for v in values}
+    return {int(v): float(np.linalg.norm(world_centroid(labels, labels_affine, v)
+                                         - world_centroid(truth, truth_affine, v))) for v in values}
 
 
 def moved(volume: Volume, offset_mm: Sequence[float]) -> Volume:
@@ -147,19 +148,23 @@ def _threshold_geometry(config: NetworkConfig) -> NetworkGeometry:
 
 THRESHOLD_SPEC = NetworkSpec(
     name="threshold", description="test only: per-voxel thresholds of the input (exact masks)",
-    builder=lambda config: ThresholdNetwork(classes=config.out_channels), geometry=_threshold_geometry, check_patch=lambda config, size: None,
+    builder=lambda config: ThresholdNetwork(classes=config.out_channels), geometry=_threshold_geometry,
+    check_patch=lambda config, size: None,
 )
 
 
-def register_threshold_network(monkeypatch) -> None:
-    """Add ``THRESHOLD_SPEC`` to the network registry for one test (``monkeypatch``: pytest's fixture)."""
+def register_threshold_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add ``THRESHOLD_SPEC`` to the network registry for the duration of one test."""
     from medseg.networks import registry
 
     monkeypatch.setitem(registry._SPECS, THRESHOLD_SPEC.name, THRESHOLD_SPEC)
 
 
-def threshold_config(spacing: Sequence[float] = (2.0, 2.0, 2.0), window: int = 16, **overrides: object) -> ExperimentConfig:
-    """An experiment of the threshold network: RAS, resampled to ``spacing``, no intensity normalisation."""
+def threshold_config(
+    spacing: Sequence[float] = (2.0, 2.0, 2.0), window: int = 16, **overrides: object
+) -> ExperimentConfig:
+    """An experiment of the threshold network: RAS, resampled to ``spacing``, no intensity normalisation;
+    keyword ``a__b=value`` sets ``a.b`` (e.g. ``network__out_channels=2``)."""
     data = {
         "network": {"name": "threshold", "in_channels": 1, "out_channels": 3, "window_size": [window] * 3,
                     "patch_size": [window] * 3},

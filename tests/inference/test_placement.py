@@ -83,7 +83,9 @@ def test_the_same_anatomy_through_two_grids_gives_the_same_world_centroids(model
         assert np.linalg.norm(gap) < 2 * TOLERANCE_MM, (value, gap)
 
 
-def test_a_model_with_anisotropic_spacing_places_masks_as_exactly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_model_with_anisotropic_spacing_places_masks_as_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     register_threshold_network(monkeypatch)
     folder = write_threshold_model(tmp_path / "aniso", threshold_config(spacing=(1.6, 2.0, 2.4)))
     volume, truth = scene("fine-oblique")
