@@ -255,12 +255,21 @@ def _overlay_cases(cases: Sequence[CaseFiles], rows: Sequence[dict[str, Any]]) -
     return chosen
 
 
+def _overlay_scan(path: Path) -> Volume:
+    """The scan behind an overlay; a 4D NIfTI of every modality is read as channels (the first is drawn)."""
+    import nibabel as nib
+
+    shape = nib.load(path).shape if path.name.lower().endswith((".nii", ".nii.gz")) else ()
+    channels = shape[3] if len(shape) == 4 else 1
+    return read_scan(path, modalities=tuple(f"channel {i}" for i in range(channels)) if channels > 1 else ())
+
+
 def _overlay(role: str, case: CaseFiles, dice: float) -> OverlayCase:
     truth = read_labels(case.truth)
     prediction = read_labels(case.prediction, _reference(truth, case.truth)).array
     image = None
     if case.image is not None:
-        volume = read_scan(case.image)
+        volume = _overlay_scan(case.image)
         difference = grid_difference(truth.affine, truth.array.shape, volume.affine, volume.spatial_shape)
         if difference:
             raise InputError(case.image, f"the image's grid does not match its reference {case.truth} ({difference})",

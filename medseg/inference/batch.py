@@ -47,6 +47,8 @@ from medseg.errors import InputError
 from medseg.inference import batch_report, completion
 from medseg.inference.batch_case import CasePlan, CaseSettings, run_case
 from medseg.inference.case_ids import case_id, check_unique, relative_input
+from medseg.inference.channel_files import group_channel_files
+from medseg.inference.model_card import read_card
 from medseg.inference.batch_case import PRIVATE_KINDS
 from medseg.io.atomic import output_error
 from medseg.io.discover import Discovery, discover
@@ -82,11 +84,13 @@ class BatchResult:
         return self.count("failed") == 0
 
 
-def plan_cases(input_path: str | Path, out_dir: str | Path) -> tuple[list[CasePlan], list[dict[str, Any]]]:
+def plan_cases(input_path: str | Path, out_dir: str | Path,
+               channels: int = 1) -> tuple[list[CasePlan], list[dict[str, Any]]]:
     """The cases under ``input_path`` (searched recursively) and the files that are not scans,
     counted per reason (``[{"reason", "count"}]``: names of files beside DICOM may identify patients).
 
-    ``out_dir`` (an output folder placed inside the input) is not searched.
+    ``out_dir`` (an output folder placed inside the input) is not searched. With ``channels`` > 1,
+    ``CASE_0000`` .. files of one case are one case (``medseg.inference.channel_files``).
 
     Raises:
         InputError: the input does not exist, holds no scan, or two scans collide on one case id.
@@ -94,7 +98,7 @@ def plan_cases(input_path: str | Path, out_dir: str | Path) -> tuple[list[CasePl
     root = Path(input_path)
     discovery = discover(root, exclude=Path(out_dir))
     plans = []
-    for source in discovery.sources:
+    for source in group_channel_files(discovery.sources, channels):
         relative = relative_input(source.path, root)
         plans.append(CasePlan(case_id(relative, source.series_uid), relative, source, root))
     ignored = ignored_summary(discovery)
@@ -155,7 +159,7 @@ def run_batch(
     if workers < 1:
         raise InputError(out_dir, f"--workers must be at least 1, got {workers}", "give --workers 1 or more")
     out = Path(out_dir)
-    plans, ignored = plan_cases(input_path, out)
+    plans, ignored = plan_cases(input_path, out, channels=_model_channels(Path(model_dir)))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -267,6 +271,12 @@ def _run_pool(plans: Sequence[CasePlan], model_dir: Path, settings: CaseSettings
             entries[plan.case_id] = entry
             _advance(bar, entry)
     return entries
+
+
+def _model_channels(model_dir: Path) -> int:
+    """The model card's modality count (1 when the card is missing: loading the model reports that)."""
+    card = model_dir / "model_card.json"
+    return len(read_card(card).modalities) if card.is_file() else 1
 
 
 def _failed_entry(plan: CasePlan, stage: str, reason: str) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def read_source(source: ScanSource, *, max_voxels: int = DEFAULT_MAX_VOXELS, mod
 
         volume = read_dicom_series(source.path, files=list(source.files), max_voxels=max_voxels)
         return _with_names(volume, modalities)
+    if source.files and source.kind in ("nifti", "nrrd", "mha"):  # one file per modality (inference.channel_files)
+        return read_case(source.files, modalities, max_voxels=max_voxels)
     return read_scan(source.path, max_voxels=max_voxels, modalities=modalities)
 
 
