@@ -78,7 +78,8 @@ def resolve(kind: Kind, text: str | Path) -> Path:
     """An existing path as it is, else the bundled resource named ``text``.
 
     An existing path is a file for a dataset or preset and a folder for a model (so a data folder
-    called ``brain-tissue`` in the current folder does not hide the bundled definition). ``text`` may also name a bundled resource with its extension (``brain-tissue.yaml``) or
+    called ``brain-tissue`` in the current folder does not hide the bundled definition). ``text`` may
+    also name a bundled resource with its extension (``brain-tissue.yaml``) or
     its source-tree path (``datasets/brain-tissue.yaml``) when that path does not exist here
     (an installed medseg run from another folder).
 
@@ -93,7 +94,7 @@ def resolve(kind: Kind, text: str | Path) -> Path:
         return bundled_path(kind, name)
     except InputError as error:
         if len(path.parts) > 1 or path.suffix:  # looked like a path: say so
-            raise InputError(path, f"does not exist, and '{name}' is not a bundled {_WHAT[kind]} "
+            raise InputError(path, f"{_WHAT[kind]} not found, and '{name}' is not a bundled one "
                              f"(bundled: {', '.join(bundled_names(kind)) or 'none'})",
                              f"check the path, or give a bundled name; {_LIST_COMMAND}") from None
         raise error from None

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from medseg.inference.batch import run_batch
     from medseg.resources import resolve
 
-    result = run_batch(args.input, resolve("model", args.model), args.out, uncertainty=args.uncertainty, runtime=args.runtime,
-                       probabilities=args.probabilities, tta=args.tta, workers=args.workers,
+    result = run_batch(args.input, resolve("model", args.model), args.out, uncertainty=args.uncertainty,
+                       runtime=args.runtime, probabilities=args.probabilities, tta=args.tta, workers=args.workers,
                        device=args.device, progress=not args.no_progress, trust_export=args.trust_export)
     if result.report_path is None:  # torchrun rank > 0: rank 0 reports
         return 0 if result.succeeded else 1

@@ -71,6 +71,18 @@ def read_report_cases(pred_dir: Path) -> list[ReportCase] | None:
     return [_report_case(entry, path) for entry in entries]
 
 
+def report_class_names(pred_dir: Path) -> tuple[str, ...] | None:
+    """The model's class names recorded in ``pred_dir/report.json``, or None without a usable report."""
+    try:
+        report = json.loads((pred_dir / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    names = report.get("model", {}).get("class_names") if isinstance(report, dict) else None
+    if isinstance(names, list) and len(names) > 1 and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
+
+
 def _report_case(entry: Any, path: Path) -> ReportCase:
     if not isinstance(entry, dict) or not isinstance(entry.get("case_id"), str):
         raise InputError(path, "a case without 'case_id'", "give the folder `medseg predict --out` wrote")
@@ -126,7 +138,8 @@ def pair_through_report(
     problems += [failed[name] for name in sorted(set(failed) - set(paired))]
     problems += [f"{name}: no input of that name in the report" for name in missing]
     if problems:
-        shown = "; ".join(problems[:_SHOWN]) + (f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else "")
+        more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        shown = "; ".join(problems[:_SHOWN]) + more
         raise InputError(
             pred_dir, f"cannot pair {len(problems)} of {len(truth_names)} reference(s) with a prediction: {shown}",
             f"references are named after the input file (brain_010.nii.gz -> brain_010) or, for DICOM, its "

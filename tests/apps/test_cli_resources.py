@@ -46,7 +46,8 @@ def test_an_existing_path_wins_over_a_bundled_name(tmp_path: Path, monkeypatch: 
 
 def test_an_unknown_name_lists_the_bundled_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match=r"not a bundled model folder \(bundled: brain-tissue-unet\)"):
+    expected = r"model folder not found, and 'brain-unet' is not a bundled one \(bundled: brain-tissue-unet\)"
+    with pytest.raises(InputError, match=expected):
         resolve("model", "nowhere/brain-unet")
     with pytest.raises(InputError, match="medseg models"):
         resolve("preset", "no-such-preset")
