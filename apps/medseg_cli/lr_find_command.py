@@ -1,12 +1,14 @@
 """`medseg lr-find`: learning-rate range test with a plot and a suggested rate.
 
-    medseg lr-find --config FILE [--out DIR] [--steps 200] [--start 1e-6] [--end 1] [--set key=value ...]
+    medseg lr-find --config PRESET|FILE [--out DIR] [--steps 200] [--start 1e-6] [--end 1] [--set key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from medseg_cli.config_arg import HELP as CONFIG_HELP, load_config_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(log-x), lr_find.csv and lr_find.json and prints the rate of steepest descent of the smoothed loss. "
         "The weights are not kept.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="experiment YAML")
+    parser.add_argument("--config", type=Path, required=True, metavar="PRESET|FILE", help=CONFIG_HELP)
     parser.add_argument("--out", type=Path, default=Path("lr-find"), metavar="DIR",
                         help="folder for the plot and table (default: ./lr-find)")
     parser.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
@@ -33,10 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the test and print the suggestion."""
-    from medseg.config import load_experiment
     from medseg.research.lr_find import lr_find
 
-    config = load_experiment(args.config, args.set)
+    config = load_config_arg(args.config, args.set)
     result = lr_find(config, args.out, steps=args.steps, start=args.start, end=args.end, progress=args.progress)
     print(f"suggested learning rate: {result.suggestion:.3g} (steepest descent of the smoothed loss; "
           f"minimum at {result.min_loss_lr:.3g}; {len(result.lrs)} steps, {result.stop_reason})")

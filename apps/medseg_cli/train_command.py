@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from medseg.config import ExperimentConfig
+from medseg_cli.config_arg import HELP as CONFIG_HELP, load_config_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "name: ./models/presets/, so its data go to ./data/NAME). A bundled preset's missing sample is built first.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, metavar="PRESET|FILE",
-                        help="bundled preset name (e.g. brain-tissue-unet) or experiment YAML")
+    source.add_argument("--config", type=Path, metavar="PRESET|FILE", help=CONFIG_HELP)
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--out", type=Path, help="run folder to create (with --config)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             overrides.append(f"train.max_epochs={args.max_epochs}")
         if args.init_from is not None:
             overrides.append(f"train.finetune.init_from={args.init_from.resolve()}")
-        config = _load_config(args.config, overrides)
+        config = load_config_arg(args.config, overrides)
         record_command(args.out, ["medseg", *args.argv])
         result = train(config, args.out)
     if result.rank != 0:
@@ -75,20 +72,3 @@ def run(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def _load_config(text: Path, overrides: list[str]) -> ExperimentConfig:
-    """The experiment from a path or a bundled preset, with its missing bundled sample built (or named)."""
-    from medseg.config import load_experiment
-    from medseg.data.preset_sample import build_missing_sample, missing_sample, refuse_missing_sample
-    from medseg.resources import is_bundled, resolve
-
-    path = resolve("preset", text)
-    by_name = path != text  # a bundled name: paths as if the preset sat in ./models/presets/
-    config = load_experiment(path, overrides, base=Path.cwd() / "models" / "presets" if by_name else None)
-    missing = missing_sample(config.data.dataset_json)
-    if missing is not None:
-        if not (by_name or is_bundled(path)):
-            raise refuse_missing_sample(missing)
-        print(f"{missing.dataset_json} is missing: building the bundled sample ({missing.command})", flush=True)
-        build_missing_sample(missing)
-    return config

@@ -115,7 +115,7 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     values = data.get(key)
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise InputError(path, f"'{key}' must be a non-empty list of strings, got {values!r}",
-                         "re-export the model with `medseg export-model`")
+                         "make the model folder again with `medseg model-folder`")
     return tuple(values)
 
 
@@ -126,7 +126,7 @@ def read_card(path: str | Path) -> ModelCard:
         InputError: unreadable, not a medseg card, or a missing or malformed key (named).
     """
     path = Path(path)
-    hint = "re-export the model with `medseg export-model RUN_DIR --out MODEL_DIR`"
+    hint = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:

@@ -35,7 +35,7 @@ from medseg.training.checkpoint import torch_load_safely
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
-EXPORT_HINT = "export the model again with `medseg export-model RUN_DIR --out MODEL_DIR`"
+EXPORT_HINT = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
 
 
 @dataclass(frozen=True)
