@@ -10,9 +10,7 @@ puts the file back. The checkout itself is never written to.
 Results: ``killed`` (the tests failed: good), ``survived`` (they passed: a gap in the suite),
 ``not applied`` (the patched text is no longer in the source: update the mutant), ``baseline fails``.
 
-Equivalent mutants tried and dropped (they change nothing observable, so no test can kill them):
-``align_corners=True`` in the Predictor's ``SpatialResample`` back to the source grid (MONAI maps the
-affines consistently either way: probabilities agree to 3e-6, labels exactly).
+The Markdown report (``--write``) ends with notes: history, and equivalent mutants tried and dropped.
 
 Usage (from the repository root, with the project's venv)::
 
@@ -103,6 +101,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "apps/medseg_napari/segment_widget.py", SHOW_LINE,
            SHOW_LINE.replace("prediction.labels.array", "prediction.labels.array[:, ::-1]"),
            ("tests/napari/test_segment_placement.py",)),
+    Mutant("display-ignores-flips", "napari display arrays are permuted but never flipped (the layer affine still flips)",
+           "medseg/review/display.py", "result = nibabel.orientations.apply_orientation(moved, self.orientation)",
+           "result = nibabel.orientations.apply_orientation(moved, np.abs(self.orientation))",
+           ("tests/napari/test_segment_placement.py",)),
     Mutant("augment-raises", "any enabled augmentation raises",
            "medseg/transforms.py", "    if not settings.enabled:\n        return []\n",
            "    if not settings.enabled:\n        return []\n    raise RuntimeError('augmentation')\n",
@@ -130,6 +132,17 @@ MUTANTS: tuple[Mutant, ...] = (
            "    temperature = 0.5 * fit_temperature(samples, targets, max_samples=samples.shape[0], seed=seed)\n",
            ("tests/apps/test_cli_calibrate.py",)),
 )
+
+
+NOTES = """Notes:
+
+* Before issue 18 (the review on commit 17c2e91), `mask-one-voxel-off`, `gradient-ascent`, `ddp-bare-module`,
+  `napari-transposed-flipped` and `augment-raises` passed every test that should have caught them.
+* Each mutant runs only its listed test files and stops at the first failure; other tests may kill it too
+  (e.g. `gradient-ascent` also fails `tests/research/test_tune.py`, `augment-raises` also
+  `tests/training/test_learning.py`, `mask-one-voxel-off` also `tests/napari/test_segment_placement.py`).
+* Equivalent mutant tried and dropped: `align_corners=True` in the Predictor's resampling back to the source
+  grid (MONAI maps the affines consistently either way: probabilities agree to 3e-6, labels exactly)."""
 
 
 def copy_tree(destination: Path) -> int:
@@ -238,7 +251,7 @@ def report(outcomes: list[Outcome], baseline_seconds: float, started: str) -> st
         lines.append(f"| `{o.mutant.name}` | {o.mutant.what} | `{o.mutant.path}` | {o.result} | `{detail}` | "
                      f"{o.seconds:.0f} |")
     rerun = "nice -n 19 .venv/bin/python scripts/mutation_check.py --write docs/mutation-results.md"
-    lines += ["", f"Rerun: `{rerun}`.", ""]
+    lines += ["", NOTES, "", f"Rerun: `{rerun}`.", ""]
     return "\n".join(lines)
 
 
