@@ -1,0 +1,107 @@
+"""The metric and geometry helpers of medseg.evaluation.shift_checks, on tiny arrays with exact answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from medseg.evaluation.shift_checks import (
+    away_from_boundaries,
+    boundary_distance,
+    brain_dice,
+    class_dice,
+    confidence_metrics,
+    move,
+    oblique_grid,
+    outside_mask_ml,
+    thick_slices,
+)
+
+
+def test_class_dice_and_brain_dice() -> None:
+    prediction = np.array([1, 1, 2, 0]).reshape(1, 1, 4)
+    reference = np.array([1, 2, 2, 0]).reshape(1, 1, 4)
+    scores = class_dice(prediction, reference)
+    assert scores["CSF"] == pytest.approx(2 / 3) and scores["GM"] == pytest.approx(2 / 3)
+    assert math.isnan(scores["WM"])  # absent from both: not counted in the mean
+    assert scores["mean"] == pytest.approx(2 / 3)
+    assert brain_dice(prediction, reference > 0) == 1.0
+    assert brain_dice(np.array([0, 3, 3, 3]).reshape(1, 1, 4), reference > 0) == pytest.approx(2 * 2 / 6)
+
+
+def test_outside_mask_ml_counts_tissue_outside_the_mask_in_ml() -> None:
+    prediction = np.zeros((2, 2, 2), np.uint8)
+    prediction[0] = [[1, 2], [3, 0]]  # three tissue voxels in the first plane
+    prediction[1, 0, 0] = 2
+    mask = np.zeros((2, 2, 2), bool)
+    mask[1] = True  # only the second plane is brain
+    assert outside_mask_ml(prediction, mask, (1.0, 2.0, 3.0)) == pytest.approx(3 * 6 / 1000)
+    assert outside_mask_ml(prediction, np.ones_like(mask), (1.0, 2.0, 3.0)) == 0.0
+
+
+def test_boundary_distance_is_half_a_voxel_less_than_the_nearest_other_class() -> None:
+    reference = np.array([0, 1, 1, 1, 1, 1, 1, 2, 2, 2], np.uint8).reshape(1, 1, 10)
+    distance = boundary_distance(reference)[0, 0]
+    assert math.isnan(distance[0])  # background is not scored
+    np.testing.assert_allclose(distance[1:], [0.5, 1.5, 2.5, 2.5, 1.5, 0.5, 0.5, 1.5, 2.5])  # array edge: no boundary
+    away = away_from_boundaries(reference, 2.0)[0, 0]
+    assert away.tolist() == [False, False, False, True, True, False, False, False, False, True]
+
+
+def test_away_from_boundaries_keeps_the_core_of_a_cube() -> None:
+    reference = np.zeros((9, 9, 9), np.uint8)
+    reference[1:8, 1:8, 1:8] = 3  # a 7-voxel cube: two voxel layers from each face are near the boundary
+    away = away_from_boundaries(reference, 2.0)
+    assert away.sum() == 27 and away[3:6, 3:6, 3:6].all()
+    assert boundary_distance(reference)[4, 4, 4] == pytest.approx(3.5)
+
+
+def test_confidence_metrics_on_a_constructed_case() -> None:
+    reference = np.ones((1, 1, 4), np.uint8)  # one class everywhere: every voxel is away from boundaries
+    prediction = np.array([1, 1, 2, 1], np.uint8).reshape(1, 1, 4)
+    probabilities = np.array([
+        [0.0, 0.9, 0.1, 0.0],  # confidence 0.9, right
+        [0.0, 0.6, 0.4, 0.0],  # 0.6, right
+        [0.0, 0.3, 0.7, 0.0],  # 0.7, wrong
+        [0.0, 0.8, 0.2, 0.0],  # 0.8, right
+    ], np.float32).T.reshape(4, 1, 1, 4)
+    uncertainty = np.array([0.1, 0.4, 0.3, 0.2], np.float32).reshape(1, 1, 4)
+    result = confidence_metrics(probabilities, uncertainty, prediction, reference)
+    # The one error (0.3) is more uncertain than two of the three right voxels (0.1, 0.2), not than 0.4.
+    assert result["auroc_all"] == pytest.approx(2 / 3) and result["auroc_away"] == pytest.approx(2 / 3)
+    # Every confidence in its own bin: ECE = mean |correct - confidence|.
+    assert result["ece_all"] == pytest.approx((0.1 + 0.4 + 0.7 + 0.2) / 4)
+    assert result["error_rate_all"] == 0.25 and result["away_fraction"] == 1.0
+
+
+def test_move_shifts_content_in_world_coordinates() -> None:
+    reference = np.zeros((6, 5, 5), np.uint8)
+    reference[2, 2, 2] = 1
+    image = reference.astype(np.float32) * 10
+    affine = np.diag([2.0, 1.0, 1.0, 1.0])  # 2 mm along i: a 2 mm shift in R is one voxel
+    moved_image, moved_reference, moved_mask = move(image, reference, reference > 0, affine, (0, 0, 0), (2, 0, 0))
+    assert np.argwhere(moved_reference).tolist() == [[3, 2, 2]]
+    assert moved_image[3, 2, 2] == pytest.approx(10.0) and moved_mask[3, 2, 2]
+
+
+def test_thick_slices_resample_along_the_axis_nearest_s() -> None:
+    reference = np.tile(np.arange(10, dtype=np.uint8), (2, 3, 1))  # (2, 3, 10): value = index along k
+    affine = np.eye(4)
+    image, thick_reference, mask, new_affine = thick_slices(
+        reference.astype(np.float32), reference, reference > 0, affine, 5.0)
+    assert image.shape == (2, 3, 2) and thick_reference.shape == (2, 3, 2)
+    np.testing.assert_allclose(new_affine[:3, 2], [0, 0, 5])
+    assert new_affine[2, 3] == pytest.approx(2.0)  # slice centres at old k = 2 and 7
+    assert thick_reference[0, 0].tolist() == [2, 7] and mask[0, 0].tolist() == [True, True]
+
+
+def test_oblique_grid_without_rotation_is_the_mask_box_plus_margin() -> None:
+    mask = np.zeros((10, 10, 10), bool)
+    mask[2:6, 3:5, 4:9] = True
+    new_affine, shape = oblique_grid(np.eye(4), mask, degrees=0.0, margin_mm=1.0)
+    assert shape == (6, 4, 7)
+    np.testing.assert_allclose(new_affine, [[1, 0, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], atol=1e-12)
+    rotated, _ = oblique_grid(np.eye(4), mask, degrees=17.0)
+    assert np.degrees(np.arccos(rotated[1, 1])) == pytest.approx(17.0)
