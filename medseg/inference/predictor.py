@@ -41,6 +41,7 @@ from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
+from medseg.inference.qc_content import pass_disagreement
 from medseg.networks import NetworkGeometry, network_geometry
 from medseg.training.validation import predict_volume
 from medseg.types import LabelVolume, Volume
@@ -267,6 +268,7 @@ class Predictor:
 
         mark = time.perf_counter()
         probabilities = None
+        pass_labels: list[torch.Tensor] = []  # argmax of each TTA pass, for the disagreement QC flag
         grid_affine = image.affine
         for index, flip in enumerate(flips):
             if self.fast:
@@ -283,14 +285,19 @@ class Predictor:
                     soft = torch.softmax(logits / self.temperature, dim=0)
                 del logits
             with torch.inference_mode():
+                if len(flips) > 1:
+                    pass_labels.append(_first_argmax(soft))
                 if probabilities is None:
                     probabilities = soft
                 else:
                     probabilities += soft
             del soft
+        disagreement = math.nan
         if len(flips) > 1:
             with torch.inference_mode():
                 probabilities /= len(flips)
+                disagreement = pass_disagreement(pass_labels, _first_argmax(probabilities))
+            del pass_labels
         probabilities = probabilities.cpu()
         timings["network"] = time.perf_counter() - mark
         image = None  # the baseline path keeps it until here
@@ -303,7 +310,7 @@ class Predictor:
         report(PREPROCESS_SHARE + NETWORK_SHARE + 0.05)
 
         mark = time.perf_counter()
-        prediction = self._finish(volume, source_probabilities, timings)
+        prediction = self._finish(volume, source_probabilities, timings, disagreement)
         timings["postprocess"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)
@@ -352,8 +359,13 @@ class Predictor:
                 "give one scan per modality, in the model's order",
             )
 
-    def _finish(self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float]) -> Prediction:
-        """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K)."""
+    def _finish(
+        self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float], disagreement: float = math.nan
+    ) -> Prediction:
+        """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K).
+
+        ``disagreement``: share of predicted voxels changing class between TTA passes (NaN without TTA).
+        """
         dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
         labels = np.empty(probabilities.shape[1:], dtype=dtype)
         uncertainty = np.empty(probabilities.shape[1:], dtype=np.float32)
@@ -367,7 +379,8 @@ class Predictor:
             labels = remove_small_components(labels, volume.spacing, self.min_component_ml)
         volumes = class_volumes_ml(labels, volume.spacing, self.class_names)
         mean_uncertainty = mean_foreground_uncertainty(labels, uncertainty)
-        flags = qc_flags(self.model.card.qc, volume, volumes, mean_uncertainty)
+        flags = qc_flags(self.model.card.qc, volume, volumes, mean_uncertainty, labels=labels,
+                         tta_disagreement=disagreement)
         label_volume = LabelVolume(labels, np.array(volume.affine, dtype=np.float64, copy=True), self.class_names)
         return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings)
 

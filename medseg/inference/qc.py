@@ -16,7 +16,14 @@ in the model card. Each flag is one readable line that starts with a fixed key:
   ``shape`` range (voxels per RAS axis) is for reading only.
 * ``"intensity out of range: ..."``: a channel's 1st or 99th intensity percentile outside the
   training range of that percentile, widened by ``INTENSITY_MARGIN`` times the typical
-  p1..p99 span.
+  p1..p99 span. Only for models whose inputs have physical units (``normalize: range``, e.g. CT in
+  HU): MR intensities are arbitrary, so a scale-free model keeps no intensity ranges.
+* ``"tissue outside the main structure: ..."``: predicted foreground outside the largest connected
+  structure above ``outside_ml_limit`` (models that find one structure, e.g. a brain).
+* ``"low class contrast: ..."``: the input's intensities barely separate two predicted classes
+  (d' below ``min_class_separation``).
+* ``"passes disagree: ..."``: more than ``tta_disagreement_limit`` of the predicted voxels change
+  class between the mirrored test-time-augmentation passes.
 
 Axes are compared in RAS order (``nibabel.orientations.io_orientation``), so a sagittal and an
 axial acquisition of the same grid agree.
@@ -34,12 +41,15 @@ import nibabel.orientations
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.inference.qc_content import minimum_class_separation, outside_main_structure_ml
 from medseg.types import Volume, spacing_from_affine
 
 VOLUME_MARGIN = 0.5
 GEOMETRY_FACTOR = 1.5
 INTENSITY_MARGIN = 0.25
 UNCERTAINTY_THRESHOLD = 0.5
+OUTSIDE_ML_LIMIT = 5.0
+TTA_DISAGREEMENT_LIMIT = 0.15
 PERCENTILE_SAMPLES = 1_000_000  # voxels per channel used for the percentiles (strided subset)
 AXES = ("R", "A", "S")
 
@@ -76,6 +86,10 @@ class QCReference:
         extent_mm: (low, high) field of view per RAS axis.
         shape: (min, max) voxels per RAS axis in training (not widened; informative).
         uncertainty_threshold: mean normalised entropy inside predicted structures above which to flag.
+        single_structure: the model finds one connected structure; foreground outside it is flagged.
+        outside_ml_limit: mL of foreground outside the main structure tolerated (``single_structure``).
+        min_class_separation: smallest tolerated d' between predicted classes' input intensities (0 = off).
+        tta_disagreement_limit: largest tolerated share of voxels changing class between TTA passes.
     """
 
     cases: int
@@ -85,6 +99,10 @@ class QCReference:
     extent_mm: tuple[tuple[float, float], ...]
     shape: tuple[tuple[int, int], ...]
     uncertainty_threshold: float = UNCERTAINTY_THRESHOLD
+    single_structure: bool = False
+    outside_ml_limit: float = OUTSIDE_ML_LIMIT
+    min_class_separation: float = 0.0
+    tta_disagreement_limit: float = TTA_DISAGREEMENT_LIMIT
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists) for the model card."""
@@ -97,6 +115,10 @@ class QCReference:
             "extent_mm": [list(pair) for pair in self.extent_mm],
             "shape": [list(pair) for pair in self.shape],
             "uncertainty_threshold": self.uncertainty_threshold,
+            "single_structure": self.single_structure,
+            "outside_ml_limit": self.outside_ml_limit,
+            "min_class_separation": self.min_class_separation,
+            "tta_disagreement_limit": self.tta_disagreement_limit,
         }
 
     @classmethod
@@ -115,6 +137,10 @@ class QCReference:
                 extent_mm=tuple(_pair(v) for v in data["extent_mm"]),
                 shape=tuple(tuple(int(x) for x in _pair(v)) for v in data["shape"]),
                 uncertainty_threshold=float(data.get("uncertainty_threshold", UNCERTAINTY_THRESHOLD)),
+                single_structure=bool(data.get("single_structure", False)),
+                outside_ml_limit=float(data.get("outside_ml_limit", OUTSIDE_ML_LIMIT)),
+                min_class_separation=float(data.get("min_class_separation", 0.0)),
+                tta_disagreement_limit=float(data.get("tta_disagreement_limit", TTA_DISAGREEMENT_LIMIT)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise InputError(path, f"the 'qc' section is malformed ({type(error).__name__}: {error})",
@@ -149,9 +175,13 @@ def voxel_volume_ml(affine: np.ndarray) -> float:
 
 
 def build_reference(
-    facts: Sequence[ScanFacts], class_volumes: Sequence[Mapping[str, float]], class_names: Sequence[str]
+    facts: Sequence[ScanFacts], class_volumes: Sequence[Mapping[str, float]], class_names: Sequence[str],
+    *, intensity_ranges: bool = True,
 ) -> QCReference:
     """Widened ranges from the training cases' scan facts and label volumes (mL per foreground class).
+
+    Args:
+        intensity_ranges: keep p1/p99 ranges (inputs in physical units only, e.g. CT in HU).
 
     Raises:
         ValueError: no cases.
@@ -163,7 +193,7 @@ def build_reference(
         values = [float(v.get(name, 0.0)) for v in class_volumes]
         volumes[name] = (min(values) * (1.0 - VOLUME_MARGIN), max(values) * (1.0 + VOLUME_MARGIN))
     intensity = {}
-    for channel in facts[0].intensity:
+    for channel in facts[0].intensity if intensity_ranges else ():
         lows = np.array([f.intensity[channel][0] for f in facts])
         highs = np.array([f.intensity[channel][1] for f in facts])
         slack = INTENSITY_MARGIN * max(float(np.median(highs - lows)), 1e-6)
@@ -205,6 +235,8 @@ def qc_flags(
     mean_uncertainty: float,
     *,
     uncertainty_threshold: float | None = None,
+    labels: np.ndarray | None = None,
+    tta_disagreement: float = math.nan,
 ) -> tuple[str, ...]:
     """The triage flags of one prediction (see the module docstring for each rule).
 
@@ -214,6 +246,8 @@ def qc_flags(
         class_volumes_ml: predicted volume per foreground class.
         mean_uncertainty: ``mean_foreground_uncertainty`` of the prediction (NaN when empty).
         uncertainty_threshold: overrides the reference's threshold.
+        labels: the predicted labels (I, J, K) on ``volume``'s grid, for the content checks.
+        tta_disagreement: ``pass_disagreement`` of the TTA passes (NaN without TTA).
     """
     flags: list[str] = []
     empty = sum(class_volumes_ml.values()) <= 0.0
@@ -229,6 +263,7 @@ def qc_flags(
         )
     if reference is None:
         return tuple(flags)
+    flags += _content_flags(reference, volume, labels, tta_disagreement, empty)
     if not empty:
         for name, value in class_volumes_ml.items():
             bounds = reference.class_volume_ml.get(name)
@@ -253,3 +288,37 @@ def qc_flags(
                     f"training {bounds[0]:.4g}-{bounds[1]:.4g}"
                 )
     return tuple(flags)
+
+
+def _content_flags(
+    reference: QCReference, volume: Volume, labels: np.ndarray | None, tta_disagreement: float, empty: bool
+) -> list[str]:
+    """Flags from the prediction itself: stray foreground, classes the input does not separate, TTA disagreement."""
+    flags = []
+    if math.isfinite(tta_disagreement) and tta_disagreement > reference.tta_disagreement_limit:
+        flags.append(
+            f"passes disagree: {100 * tta_disagreement:.1f} % of the predicted voxels change class between "
+            f"mirrored passes (limit {100 * reference.tta_disagreement_limit:.0f} %)"
+        )
+    if labels is None or empty:
+        return flags
+    if reference.single_structure:
+        outside = outside_main_structure_ml(labels, volume.spacing)
+        if outside > reference.outside_ml_limit:
+            flags.append(
+                f"tissue outside the main structure: {outside:.1f} mL of predicted foreground lies outside the "
+                f"largest connected structure (limit {reference.outside_ml_limit:g} mL)"
+            )
+    if reference.min_class_separation > 0:
+        separation, pair = minimum_class_separation(np.asarray(volume.array[0]), labels, reference_names(reference))
+        if math.isfinite(separation) and separation < reference.min_class_separation:
+            flags.append(
+                f"low class contrast: {pair} d'={separation:.2f} in the input "
+                f"(below {reference.min_class_separation:.2f}: the classes barely differ in intensity)"
+            )
+    return flags
+
+
+def reference_names(reference: QCReference) -> tuple[str, ...]:
+    """Class names by label value (background first) as the reference stores them."""
+    return ("background", *reference.class_volume_ml)

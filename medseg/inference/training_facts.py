@@ -49,7 +49,11 @@ def build_card(
         if split is None:
             raise InputError(paths.split, "the run has no split.json, so the training cases are unknown",
                              "export with --no-qc to skip the QC ranges")
-        qc = training_reference(datalist, split, modalities, class_names)
+        if config.data.synth.enabled:
+            qc = synth_reference(config, class_names)
+        else:
+            qc = training_reference(datalist, split, modalities, class_names,
+                                    intensity_ranges=config.transforms.normalize == "range")
     return ModelCard(
         name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
         network=config.network.name, description=description,
@@ -69,9 +73,13 @@ def _datalist(config: ExperimentConfig, required: bool) -> Datalist | None:
 
 
 def training_reference(
-    datalist: Datalist, split: Split, modalities: tuple[str, ...], class_names: tuple[str, ...]
+    datalist: Datalist, split: Split, modalities: tuple[str, ...], class_names: tuple[str, ...],
+    intensity_ranges: bool = True,
 ) -> QCReference:
-    """QC ranges from the training part of ``split`` (never validation or test cases)."""
+    """QC ranges from the training part of ``split`` (never validation or test cases).
+
+    ``intensity_ranges``: keep p1/p99 ranges (inputs in physical units, e.g. CT in HU; not MR).
+    """
     try:
         parts = assign_cases(datalist.training, split, lambda case: case.patient_id)
     except ConfigError as error:
@@ -85,7 +93,51 @@ def training_reference(
             volumes.append(class_volumes_ml(labels.array, volume.spacing, class_names))
     if not facts:
         raise InputError(datalist.path, "no training cases in the run's split", "export with --no-qc")
-    return build_reference(facts, volumes or [{}], class_names)
+    return build_reference(facts, volumes or [{}], class_names, intensity_ranges=intensity_ranges)
+
+
+SYNTH_QC_VOLUMES = 12
+SYNTH_QC_SEED = 104_729
+# What the generator's acquisitions span: voxels from ~0.5 mm up to its thickest slices, and fields
+# of view from a tightly cropped skull-stripped brain to a head with neck.
+SYNTH_SPACING_MM = (0.4, 10.0)
+SYNTH_EXTENT_MM = (90.0, 600.0)
+# d' between predicted classes below which the input does not show the classes (real T1 GM/WM: ~2-3).
+SYNTH_MIN_CLASS_SEPARATION = 0.75
+
+
+def synth_reference(config: ExperimentConfig, class_names: tuple[str, ...]) -> QCReference:
+    """QC ranges of a model trained on the generative stream: class volumes from seeded draws of the generator,
+    geometry from the generator's acquisition ranges, no intensity ranges (MR), one connected structure."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from medseg.data.synth.generator import synthesize
+    from medseg.data.synth.params import draw_params
+    from medseg.data.synth.source import load_synth_source
+    from medseg.inference.qc import VOLUME_MARGIN
+
+    synth = config.data.synth
+    spacing = tuple(float(s) for s in config.transforms.spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    counts = []
+    for index in range(SYNTH_QC_VOLUMES):
+        _, labels, _ = synthesize(load_synth_source(), draw_params(synth, (SYNTH_QC_SEED, index)),
+                                  synth.grid_shape, spacing)
+        counts.append(np.bincount(labels.numpy().ravel(), minlength=len(class_names)) * voxel_ml)
+    volumes = np.array(counts)
+    reference = QCReference(
+        cases=SYNTH_QC_VOLUMES,
+        class_volume_ml={name: (float(volumes[:, i].min() * (1 - VOLUME_MARGIN)),
+                                float(volumes[:, i].max() * (1 + VOLUME_MARGIN)))
+                         for i, name in enumerate(class_names) if i > 0},
+        intensity={},
+        spacing_mm=(SYNTH_SPACING_MM,) * 3,
+        extent_mm=(SYNTH_EXTENT_MM,) * 3,
+        shape=tuple((int(n), int(n)) for n in synth.grid_shape),
+    )
+    return replace(reference, single_structure=True, min_class_separation=SYNTH_MIN_CLASS_SEPARATION)
 
 
 def _history_row(history: list[dict[str, Any]], epoch: int) -> dict[str, Any]:

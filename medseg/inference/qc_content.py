@@ -1,0 +1,86 @@
+"""QC measures taken from the prediction itself, for flags that do not need training ranges.
+
+* ``outside_main_structure_ml``: predicted foreground outside the largest connected
+  structure (e.g. tissue labelled on the scalp of a whole head when the model should find
+  one brain).
+* ``minimum_class_separation``: how well the input's intensities separate the predicted
+  classes (d' of each pair of foreground classes); a contrast the classes do not show in is
+  a contrast the model is guessing on.
+* ``pass_disagreement``: the share of predicted voxels whose class changes between the
+  mirrored test-time-augmentation passes (the model contradicting itself).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+MAX_SEPARATION_SAMPLES = 200_000  # voxels per class used for the intensity statistics (strided)
+
+
+def outside_main_structure_ml(labels: np.ndarray, spacing: Sequence[float]) -> float:
+    """mL of foreground (labels > 0, (I, J, K)) outside the largest 26-connected foreground component."""
+    foreground = np.asarray(labels) > 0
+    if not foreground.any():
+        return 0.0
+    components, count = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return 0.0
+    sizes = np.bincount(components.ravel())[1:]
+    outside = int(foreground.sum() - sizes.max())
+    return outside * float(np.prod(spacing)) / 1000.0
+
+
+def minimum_class_separation(
+    image: np.ndarray, labels: np.ndarray, class_names: Sequence[str], min_voxels: int = 50
+) -> tuple[float, str]:
+    """The smallest d' = |mean_a - mean_b| / sqrt((var_a + var_b) / 2) over pairs of predicted foreground classes.
+
+    Args:
+        image: (I, J, K) intensities of the first channel, on the labels' grid.
+        labels: (I, J, K) predicted labels.
+        class_names: names by label value (background first).
+        min_voxels: classes with fewer predicted voxels are left out.
+
+    Returns:
+        ``(d_prime, "class a vs class b")``; ``(nan, "")`` with fewer than two classes present.
+    """
+    statistics = {}
+    flat_labels = np.asarray(labels).ravel()
+    flat_image = np.asarray(image, dtype=np.float64).ravel()
+    for value in range(1, len(class_names)):
+        values = flat_image[flat_labels == value]
+        if values.size < min_voxels:
+            continue
+        values = values[:: max(values.size // MAX_SEPARATION_SAMPLES, 1)]
+        statistics[class_names[value]] = (float(values.mean()), float(values.var()))
+    best, pair = math.inf, ""
+    for (name_a, (mean_a, var_a)), (name_b, (mean_b, var_b)) in itertools.combinations(statistics.items(), 2):
+        spread = math.sqrt(max((var_a + var_b) / 2.0, 1e-12))
+        separation = abs(mean_a - mean_b) / spread
+        if separation < best:
+            best, pair = separation, f"{name_a} vs {name_b}"
+    return (best, pair) if pair else (math.nan, "")
+
+
+def pass_disagreement(pass_labels: Sequence[torch.Tensor], final_labels: torch.Tensor) -> float:
+    """Share of voxels predicted as foreground by any pass whose class differs between passes.
+
+    Args:
+        pass_labels: argmax (I, J, K) of each TTA pass.
+        final_labels: argmax (I, J, K) of the averaged probabilities.
+    """
+    if len(pass_labels) < 2:
+        return math.nan
+    foreground = final_labels > 0
+    differs = torch.zeros_like(foreground)
+    for labels in pass_labels:
+        foreground |= labels > 0
+        differs |= labels != final_labels
+    total = int(foreground.sum())
+    return float((differs & foreground).sum()) / total if total else 0.0
