@@ -1,6 +1,8 @@
 """`medseg calibrate`: fit temperature scaling on the validation split and store it in the model folder.
 
     medseg calibrate MODEL_DIR --data dataset.json --split RUN_DIR/split.json [--max-voxels N] [--device cpu]
+    medseg calibrate MODEL_DIR --data dataset.json --split RUN/split.json \
+        --data RUN/synth-val/dataset.json --split RUN/synth-val/split.json     (also the shifted volumes)
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
                         help="a model folder (`medseg model-folder`)")
-    parser.add_argument("--data", type=Path, required=True, metavar="DATASET_JSON",
-                        help="the Decathlon dataset.json the model was trained on")
-    parser.add_argument("--split", type=Path, required=True, metavar="SPLIT_JSON",
-                        help="the training run's split.json (its validation patients are used)")
+    parser.add_argument("--data", type=Path, required=True, metavar="DATASET_JSON", action="append",
+                        help="the Decathlon dataset.json the model was trained on; repeat to add data sets "
+                        "(e.g. a generator-trained run's RUN/synth-val/dataset.json)")
+    parser.add_argument("--split", type=Path, required=True, metavar="SPLIT_JSON", action="append",
+                        help="the split of each --data, in the same order (the training run's split.json; "
+                        "its validation patients are used)")
     parser.add_argument("--max-voxels", type=int, default=200_000, help="voxels used for the fit (default 200000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the voxel subset")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")

@@ -10,14 +10,14 @@ top-label ECE before and after on the same voxels; the Predictor applies T.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medseg.data.decathlon import read_datalist
+from medseg.data.decathlon import Case, read_datalist
 from medseg.data.splits import load_split
 from medseg.errors import InputError
 from medseg.evaluation.calibration import (
@@ -54,8 +54,8 @@ class CalibrationResult:
 
 def calibrate_model(
     model_dir: str | Path,
-    dataset_json: str | Path,
-    split_json: str | Path,
+    dataset_json: str | Path | Sequence[str | Path],
+    split_json: str | Path | Sequence[str | Path],
     *,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
@@ -66,27 +66,26 @@ def calibrate_model(
 
     Args:
         model_dir: the model folder (calibration.json is written there).
-        dataset_json: the Decathlon datalist holding the validation cases (with labels).
-        split_json: the training run's ``split.json``; only its ``val`` patients are used.
+        dataset_json: the Decathlon datalist holding the validation cases (with labels); or several,
+            e.g. the training data set and a run's shifted synthetic validation set (``synth-val``).
+        split_json: the split of each datalist (same order); only its ``val`` patients are used.
         max_samples: voxels used for the fit, spread evenly over the cases.
         seed: seed of the voxel subset.
         device: where the network runs.
         progress: called with (cases done, cases in all).
 
     Raises:
-        InputError: no validation patients, or none of them in the datalist.
+        InputError: no validation patients, or none of them in a datalist; unpaired datalists and splits.
     """
     predictor = Predictor.from_model(model_dir, device=device)
-    split = load_split(split_json)
-    if not split.val:
-        raise InputError(split_json, "the split has no validation patients",
-                         "calibration must use held-out validation data (never the test split)")
-    datalist = read_datalist(dataset_json)
-    wanted = set(split.val)
-    cases = [case for case in datalist.training if case.patient_id in wanted and case.label is not None]
-    if not cases:
-        raise InputError(dataset_json, "none of the split's validation patients are in this data set (with labels)",
-                         "give the dataset.json the run was trained on")
+    datasets = [dataset_json] if isinstance(dataset_json, (str, Path)) else list(dataset_json)
+    splits = [split_json] if isinstance(split_json, (str, Path)) else list(split_json)
+    if len(datasets) != len(splits):
+        raise InputError(model_dir, f"{len(datasets)} data set(s) but {len(splits)} split(s)",
+                         "give one --split per --data, in the same order")
+    cases = []
+    for dataset_path, split_path in zip(datasets, splits):
+        cases += _validation_cases(dataset_path, split_path)
     chain = build_transforms("val", predictor.config, predictor.modalities)
     per_case = max(1, max_samples // len(cases))
     rng = np.random.default_rng(seed)
@@ -114,3 +113,18 @@ def calibrate_model(
     path = save_calibration(model_dir, temperature, ece_before, ece_after)
     return CalibrationResult(temperature, ece_before, ece_after, tuple(c.patient_id for c in cases),
                              int(samples.shape[0]), path)
+
+
+def _validation_cases(dataset_json: str | Path, split_json: str | Path) -> list[Case]:
+    """The labelled validation cases of one datalist under its split."""
+    split = load_split(split_json)
+    if not split.val:
+        raise InputError(split_json, "the split has no validation patients",
+                         "calibration must use held-out validation data (never the test split)")
+    datalist = read_datalist(dataset_json)
+    wanted = set(split.val)
+    cases = [case for case in datalist.training if case.patient_id in wanted and case.label is not None]
+    if not cases:
+        raise InputError(dataset_json, "none of the split's validation patients are in this data set (with labels)",
+                         "give the dataset.json the run was trained on")
+    return cases

@@ -141,3 +141,25 @@ def test_percentile_scaling_ignores_zero_padding() -> None:
     assert torch.allclose(large[:, 20:40, 20:40, 20:40], small)
     assert float(torch.quantile(small.flatten(), 0.99)) == pytest.approx(1.0, abs=1e-4)
     assert float(large[:, :20].abs().max()) == 0.0
+
+
+def test_validation_volumes_are_a_dataset_with_an_all_validation_split(source, tmp_path) -> None:
+    from medseg.data.decathlon import read_datalist
+    from medseg.data.splits import load_split
+    from medseg.data.synth.validation import write_validation_volumes
+    from medseg.io.read import read_labels, read_scan
+
+    synth = dataclasses.replace(SynthConfig(), grid_shape=SHAPE, validation_volumes=2)
+    items = write_validation_volumes(synth, SPACING, tmp_path)
+    datalist = read_datalist(tmp_path / "dataset.json")
+    split = load_split(tmp_path / "split.json")
+    assert [c.patient_id for c in datalist.training] == list(split.val) == [i["patient"] for i in items]
+    assert split.train == () and split.test == ()
+    assert items[0]["patient"] == "synth_00_t1-head-rotated" and items[1]["patient"] == "synth_01_t1-head-axial5mm"
+    image = read_scan(items[0]["image"][0])
+    labels = read_labels(items[0]["label"], reference=image)
+    assert image.array.shape == (1, *SHAPE) and set(np.unique(labels.array)) == {0, 1, 2, 3}
+    # Written once: a resumed run validates on the same bytes.
+    before = (tmp_path / "imagesTr" / "synth_00_t1-head-rotated.nii.gz").stat().st_mtime_ns
+    write_validation_volumes(synth, SPACING, tmp_path)
+    assert (tmp_path / "imagesTr" / "synth_00_t1-head-rotated.nii.gz").stat().st_mtime_ns == before

@@ -34,7 +34,10 @@ VALIDATION_SEED = 7_919
 def write_validation_volumes(synth: SynthConfig, spacing: tuple[float, ...], folder: Path) -> list[dict[str, Any]]:
     """Write ``synth.validation_volumes`` volumes (NIfTI image + labels) and return their data items.
 
-    Existing files are kept (a resumed run validates on the same volumes).
+    Existing files are kept (a resumed run validates on the same volumes). The folder also gets a
+    ``dataset.json`` and a ``split.json`` naming every volume a validation case, so that
+    ``medseg calibrate --data FOLDER/dataset.json --split FOLDER/split.json`` fits the temperature
+    on shifted data too.
 
     Returns:
         Items ``{"image": [path], "label": path, "patient": name}`` for the validation chain.
@@ -43,12 +46,13 @@ def write_validation_volumes(synth: SynthConfig, spacing: tuple[float, ...], fol
 
     from medseg.io.atomic import atomic_path
 
-    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("imagesTr", "labelsTr"):
+        (folder / part).mkdir(parents=True, exist_ok=True)
     items = []
     for index in range(synth.validation_volumes):
         kind, forced = VALIDATION_KINDS[index % len(VALIDATION_KINDS)]
         name = f"synth_{index:02d}_{kind}"
-        image_path, label_path = folder / f"{name}_image.nii.gz", folder / f"{name}_label.nii.gz"
+        image_path, label_path = folder / "imagesTr" / f"{name}.nii.gz", folder / "labelsTr" / f"{name}.nii.gz"
         if not (image_path.is_file() and label_path.is_file()):
             params = draw_params(synth, (VALIDATION_SEED, index), **forced)
             image, labels, affine = synthesize(load_synth_source(), params, synth.grid_shape, spacing)
@@ -57,4 +61,19 @@ def write_validation_volumes(synth: SynthConfig, spacing: tuple[float, ...], fol
                 with atomic_path(path) as temporary:
                     nibabel.save(nibabel.Nifti1Image(array.astype(dtype), affine), str(temporary))
         items.append({"image": [str(image_path)], "label": str(label_path), "patient": name})
+    _write_datalist(folder, items)
     return items
+
+
+def _write_datalist(folder: Path, items: list[dict[str, Any]]) -> None:
+    """dataset.json (Decathlon) and split.json (all validation) of the written volumes."""
+    from medseg.data.decathlon import Case, write_dataset_json
+    from medseg.data.splits import Split, save_split
+    from medseg.data.template import TISSUE_CLASSES
+
+    cases = [Case(patient_id=item["patient"], images=(Path(item["image"][0]),), label=Path(item["label"]))
+             for item in items]
+    write_dataset_json(folder / "dataset.json", name="synth-validation",
+                       description="Fixed shifted volumes of the generative stream (medseg.data.synth.validation)",
+                       modalities=("T1",), labels=TISSUE_CLASSES, training=cases, test=())
+    save_split(Split(train=(), val=tuple(sorted(c.patient_id for c in cases)), test=()), folder / "split.json")
