@@ -43,6 +43,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default="", help="a sentence or two for the model card")
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each class at inference")
+    parser.add_argument("--largest-foreground", action="store_true",
+                        help="keep only the largest connected component of all foreground classes together "
+                        "(one organ of several classes, e.g. brain tissue: drops tissue labelled on the scalp)")
     parser.add_argument("--force", action="store_true", help="replace a folder holding a different model")
     parser.add_argument("--search", type=Path, default=None, metavar="SEARCH_JSON",
                         help="the search.json of the `medseg tune` study this config came from (recorded in the card)")
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     path = export_model_folder(
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
-        search_json=args.search,
+        search_json=args.search, largest_foreground=args.largest_foreground,
     )
     card = load_model_folder(path).card
     training = card.training

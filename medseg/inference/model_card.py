@@ -47,10 +47,13 @@ class PostprocessSettings:
     Attributes:
         largest_component: keep only the largest connected component of each class.
         min_component_ml: remove components smaller than this many mL (0 = keep all).
+        largest_foreground: keep only the largest connected component of all foreground classes
+            together (one organ made of several classes, e.g. brain tissue: drops tissue on the scalp).
     """
 
     largest_component: bool = False
     min_component_ml: float = 0.0
+    largest_foreground: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ModelCard:
         postprocess: clean-up settings.
         training: facts about the training run (command, data, seed, epochs, Dice vs baseline, time...).
         qc: ranges from the training split, or None.
+        evaluation: results on named checks beside the previous model's (free-form, for people).
     """
 
     name: str
@@ -78,6 +82,7 @@ class ModelCard:
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
     training: dict[str, Any] = field(default_factory=dict)
     qc: QCReference | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rgb(self) -> tuple[tuple[float, float, float], ...]:
@@ -90,8 +95,10 @@ class ModelCard:
             "format": CARD_FORMAT, "name": self.name, "description": self.description, "network": self.network,
             "class_names": list(self.class_names), "colors": list(self.colors), "modalities": list(self.modalities),
             "postprocess": {"largest_component": self.postprocess.largest_component,
-                            "min_component_ml": self.postprocess.min_component_ml},
+                            "min_component_ml": self.postprocess.min_component_ml,
+                            "largest_foreground": self.postprocess.largest_foreground},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
+            **({"evaluation": self.evaluation} if self.evaluation else {}),
         }
 
 
@@ -143,7 +150,8 @@ def read_card(path: str | Path) -> ModelCard:
     post = data.get("postprocess") or {}
     try:
         postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
-                                          float(post.get("min_component_ml", 0.0)))
+                                          float(post.get("min_component_ml", 0.0)),
+                                          bool(post.get("largest_foreground", False)))
     except (TypeError, ValueError, AttributeError):
         raise InputError(path, f"'postprocess' is malformed: {post!r}", hint) from None
     qc = data.get("qc")
@@ -152,6 +160,7 @@ def read_card(path: str | Path) -> ModelCard:
         modalities=modalities, network=str(data.get("network", "")), description=str(data.get("description", "")),
         postprocess=postprocess, training=dict(data.get("training") or {}),
         qc=QCReference.from_dict(qc, path) if qc else None,
+        evaluation=dict(data.get("evaluation") or {}),
     )
 
 

@@ -146,6 +146,7 @@ def export_model_folder(
     qc_reference: bool = True,
     largest_component: bool = False,
     search_json: str | Path | None = None,
+    largest_foreground: bool = False,
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -158,6 +159,7 @@ def export_model_folder(
         overwrite: replace an existing folder holding different weights.
         qc_reference: compute QC ranges from the run's training split (needs the data set).
         largest_component: switch on largest-connected-component postprocessing in the card.
+        largest_foreground: keep only the largest connected component of all foreground classes together.
         search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
             records it under ``training.search``.
 
@@ -186,7 +188,7 @@ def export_model_folder(
     check_weights_fit(weights, config, source)
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
-                      checkpoint)
+                      checkpoint, largest_foreground=largest_foreground)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

@@ -22,6 +22,26 @@ def _classes(labels: np.ndarray, classes: Sequence[int] | None) -> list[int]:
     return present if classes is None else [c for c in classes if c in present]
 
 
+def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
+    """Keep only the largest connected component of all foreground classes taken together.
+
+    Args:
+        labels: (I, J, K) integer label map.
+
+    Returns:
+        (I, J, K) label map of the same dtype: classes kept as they were inside the component, 0 elsewhere.
+    """
+    labels = np.asarray(labels)
+    chosen = _classes(labels, None)
+    if not chosen:
+        return labels.copy()
+    transform = KeepLargestConnectedComponent(
+        applied_labels=chosen, is_onehot=False, independent=False, connectivity=FULL_CONNECTIVITY
+    )
+    kept = transform(torch.as_tensor(labels[None].astype(np.int64)))
+    return np.asarray(kept[0].cpu().numpy(), dtype=labels.dtype)
+
+
 def keep_largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
     """Keep only the largest connected component of each class.
 

@@ -38,7 +38,12 @@ from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 RUNTIMES = ("torch", "torchscript", "onnx")
 from medseg.inference.fast_window import WindowBlend, blend_windows
 from medseg.inference.model_folder import ModelFolder, load_model_folder
-from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
+from medseg.inference.postprocess import (
+    class_volumes_ml,
+    keep_largest_component,
+    keep_largest_foreground,
+    remove_small_components,
+)
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
@@ -373,6 +378,8 @@ class Predictor:
             part = torch.from_numpy(probabilities[:, slab])
             labels[slab] = _first_argmax(part).numpy()
             uncertainty[slab] = _normalised_entropy(part).numpy()
+        if self.model.card.postprocess.largest_foreground:
+            labels = keep_largest_foreground(labels)
         if self.largest_component:
             labels = keep_largest_component(labels)
         if self.min_component_ml > 0:

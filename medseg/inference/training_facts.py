@@ -28,6 +28,7 @@ def build_card(
     qc_reference: bool,
     largest_component: bool,
     checkpoint: str,
+    largest_foreground: bool = False,
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -57,7 +58,7 @@ def build_card(
     return ModelCard(
         name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
         network=config.network.name, description=description,
-        postprocess=PostprocessSettings(largest_component=largest_component),
+        postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 

@@ -48,3 +48,18 @@ def test_small_components_are_removed_by_volume_in_ml() -> None:
 def test_class_volumes_in_ml() -> None:
     volumes = class_volumes_ml(_two_classes(), (1.0, 2.0, 0.5), ("background", "a", "b", "c"))
     assert volumes == pytest.approx({"a": 0.072, "b": 0.028, "c": 0.0})
+
+
+def test_largest_foreground_keeps_the_organ_of_several_classes_and_drops_strays() -> None:
+    from medseg.inference.postprocess import keep_largest_foreground
+
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[2:8, 2:8, 2:8] = 2
+    labels[3:6, 3:6, 3:6] = 3  # inside the organ: kept although class 3 is small
+    labels[2:8, 2:8, 8] = 1  # touching: part of the organ
+    labels[10:12, 10:12, 10:12] = 3  # a stray blob, larger than nothing but apart
+    kept = keep_largest_foreground(labels)
+    expected = labels.copy()
+    expected[10:12, 10:12, 10:12] = 0
+    assert np.array_equal(kept, expected) and kept.dtype == labels.dtype
+    assert np.array_equal(keep_largest_foreground(np.zeros((3, 3, 3), np.uint8)), np.zeros((3, 3, 3), np.uint8))
