@@ -4,7 +4,9 @@ Segments: one per non-background class name, segment number = label value (so a
 reader maps segment n back to medseg label n), including classes absent from this
 case (they have no frames). Each segment is coded generically (category and type
 SNOMED CT "Tissue", 85756007) with the class name as its label, and identified as
-AUTOMATIC, produced by the named algorithm (family DCM "Artificial Intelligence").
+AUTOMATIC, produced by the named algorithm (family DCM "Artificial Intelligence"); a
+reader's correction of a model's mask is SEMIAUTOMATIC with the model as that algorithm
+(``algorithm_type``), described in ContentDescription.
 
 Geometry: the SEG's frames are on the source images' planes. medseg's label array
 (I, J, K) follows ``medseg.io.dicom``'s layout (i = column, j = row stored bottom-up,
@@ -102,6 +104,8 @@ def write_dicom_seg(
     algorithm_name: str = "medseg",
     algorithm_version: str = "",
     series_description: str = "medseg segmentation",
+    algorithm_type: str = "AUTOMATIC",
+    content_description: str = "",
 ) -> Path:
     """Write ``labels`` as a DICOM Segmentation (BINARY) referencing ``reference``'s series.
 
@@ -113,6 +117,9 @@ def write_dicom_seg(
         class_names: names of labels 0..N; segments 1..N get names 1..N.
         algorithm_name, algorithm_version: the algorithm identification of every segment.
         series_description: the SEG series' description.
+        algorithm_type: SegmentAlgorithmType of every segment: ``"AUTOMATIC"`` (the model's output)
+            or ``"SEMIAUTOMATIC"`` (a reader corrected it; the algorithm is the model it started from).
+        content_description: ContentDescription (64 characters at most; nothing identifying).
 
     Returns:
         The path written.
@@ -127,6 +134,8 @@ def write_dicom_seg(
     path = Path(path)
     if len(class_names) < 2:
         raise InputError(path, "a DICOM-SEG needs at least one foreground class name", "give background and 1..N")
+    if algorithm_type not in ("AUTOMATIC", "SEMIAUTOMATIC"):
+        raise InputError(path, f"unknown segment algorithm type {algorithm_type!r}", "use AUTOMATIC or SEMIAUTOMATIC")
     array = _label_array(labels, reference, path, len(class_names))
     datasets = _source_datasets(reference)
     algorithm = highdicom.AlgorithmIdentificationSequence(
@@ -139,7 +148,7 @@ def write_dicom_seg(
             segment_label=str(name)[:64],
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues[algorithm_type],
             algorithm_identification=algorithm,
         )
         for number, name in enumerate(class_names) if number > 0
@@ -150,7 +159,8 @@ def write_dicom_seg(
             # medseg never lets a patient identifier into logs.
             warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
             segmentation = _segmentation(datasets, _frames(array, reference, datasets), segments,
-                                         algorithm_name, algorithm_version or __version__, series_description)
+                                         algorithm_name, algorithm_version or __version__, series_description,
+                                         content_description)
     except (AttributeError, ValueError, TypeError) as error:
         # highdicom's messages can quote tag values (names, IDs): only the type and the tag go on.
         raise InputError(reference.source.path,
@@ -168,7 +178,7 @@ def write_dicom_seg(
 
 def _segmentation(datasets: Sequence[pydicom.Dataset], frames: np.ndarray,
                   segments: Sequence[highdicom.seg.SegmentDescription], algorithm_name: str, version: str,
-                  series_description: str) -> highdicom.seg.Segmentation:
+                  series_description: str, content_description: str = "") -> highdicom.seg.Segmentation:
     """The highdicom Segmentation object (BINARY, new series in the source's study)."""
     return highdicom.seg.Segmentation(
         source_images=datasets,
@@ -184,4 +194,5 @@ def _segmentation(datasets: Sequence[pydicom.Dataset], frames: np.ndarray,
         software_versions=version,
         device_serial_number="medseg",
         series_description=series_description,
+        content_description=content_description[:64] or None,
     )

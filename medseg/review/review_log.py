@@ -4,8 +4,10 @@ The log (``review_log.json`` in the worklist folder) holds ``{"version": 1, "rev
 one entry per decision, appended in time order (a later entry for a case supersedes an
 earlier one). Each entry: ``case_id``, ``decision`` (``"accepted"`` or ``"corrected"``),
 ``seconds`` (time spent on the case), ``classes_changed`` (names), ``voxels_changed``,
-``reviewed_labels`` and ``prediction`` (paths relative to the log's folder, or null) and
-``time`` (UTC, ISO 8601). Both files are written atomically.
+``reviewed_labels``, ``dicom_seg`` (a corrected DICOM case's DICOM-SEG, ``medseg.review.corrected_seg``)
+and ``prediction`` (paths relative to the log's folder, or null), ``edits`` (brush, eraser, fill and
+interpolation strokes) and ``time`` (UTC, ISO 8601). Files are written atomically. Nothing in the log
+names a DICOM folder or file: cases are their pseudonymous ids, paths are inside the case folders.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from medseg.errors import InputError, OutputError
 from medseg.io.atomic import atomic_write_text
 from medseg.io.safe_folder import make_own_folder
 from medseg.io.write import write_labels
+from medseg.review.corrected_seg import is_dicom, write_corrected_seg
 from medseg.types import Volume
 
 LOG_NAME = "review_log.json"
@@ -42,6 +45,8 @@ class ReviewRecord:
     reviewed_labels: str | None
     prediction: str | None
     time: str
+    dicom_seg: str | None = None
+    edits: int = 0
 
 
 def changed_classes(original: np.ndarray, edited: np.ndarray, class_names: Sequence[str]) -> tuple[str, ...]:
@@ -97,6 +102,8 @@ def save_review(
     case_dir: str | Path,
     log_path: str | Path,
     prediction: str | Path | None = None,
+    edits: int = 0,
+    model_name: str = "",
 ) -> ReviewRecord:
     """Record one decision; write the edited labels when they differ from the original.
 
@@ -111,6 +118,8 @@ def save_review(
         case_dir: folder of the reviewed labels (``case_dir / "seg_reviewed.nii.gz"``).
         log_path: the review log to append to.
         prediction: the model's output file, recorded in the log and never written.
+        edits: how many editing strokes the reader made (logged).
+        model_name: the model the labels came from (a corrected DICOM-SEG names it as its algorithm).
 
     Returns:
         The record appended to the log.
@@ -128,24 +137,29 @@ def save_review(
                          "edit the labels layer that was opened, without resizing it")
     log_path = Path(log_path)
     voxels = int(np.count_nonzero(original != edited))
-    reviewed_path = None
-    if voxels:
+    reviewed_path = seg_path = None
+    with_seg = decision == "corrected" and is_dicom(reference)
+    if voxels or with_seg:
         if not Path(case_dir).resolve().is_relative_to(log_path.parent.resolve()):
             raise OutputError(f"{case_dir}: the case folder is outside the review folder {log_path.parent} "
                               "(hint: its case id came from a damaged or crafted report.json)")
         make_own_folder(case_dir, "case folder")
+    if voxels:
         reviewed_path = Path(case_dir) / REVIEWED_NAME
         if prediction is not None and reviewed_path.resolve() == Path(prediction).resolve():
             raise OutputError(f"{reviewed_path}: would replace the model's output (hint: keep predictions "
                               f"and reviews apart; rename the prediction)")
         write_labels(edited.astype(original.dtype if np.issubdtype(original.dtype, np.integer) else np.int32),
                      reviewed_path, reference)
+    if with_seg:
+        seg_path = write_corrected_seg(edited, reference, class_names, case_dir, model_name)
     record = ReviewRecord(
         case_id=case_id, decision=decision, seconds=round(float(seconds), 1),
         classes_changed=changed_classes(original, edited, class_names), voxels_changed=voxels,
         reviewed_labels=_relative(reviewed_path, log_path.parent),
         prediction=_relative(Path(prediction) if prediction else None, log_path.parent),
         time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        dicom_seg=_relative(seg_path, log_path.parent), edits=int(edits),
     )
     reviews = read_review_log(log_path)
     reviews.append({**asdict(record), "classes_changed": list(record.classes_changed)})

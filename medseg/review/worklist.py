@@ -18,6 +18,13 @@ left out with a warning (it would decide where ``seg_reviewed.nii.gz`` is writte
 the roots. Scans of a study folder are named by their file names, DICOM series by the same
 pseudonymous case id as ``medseg predict`` (folder names may name the patient, and case names go
 into ``review_log.json`` and folder names).
+
+What a reader sees (``WorkItem.display_name``, ``series_description``; ``worklist_label``): the
+input path relative to the study root, and for DICOM the series description, re-read live from
+the study folder the viewer was given and matched by SeriesInstanceUID. They exist only in
+memory: nothing here writes them, and files that travel (``report.json``, ``case.json``,
+``review_log.json``) keep naming DICOM cases by case id and ``dicom:<SeriesInstanceUID>`` only.
+Without the study folder a DICOM case reads ``dicom:<SeriesInstanceUID>``.
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ class WorkItem:
         mean_uncertainty: mean uncertainty over the case (0..1), if known.
         decision: the latest review decision (``"accepted"``/``"corrected"``), None when not reviewed.
         class_names: the model's class names (index = label value), when the report gives them.
+        display_name: what a reader sees: the input path relative to the study root (in memory only;
+            for DICOM re-read from the study folder, else ``dicom:<SeriesInstanceUID>``).
+        series_description: DICOM SeriesDescription, read live from the study folder ("" otherwise).
+        modality: DICOM Modality code from the report or the study folder ("" when unknown).
+        model_name: the model folder's name from ``report.json`` ("" when unknown).
     """
 
     case_id: str
@@ -71,6 +83,10 @@ class WorkItem:
     mean_uncertainty: float | None = None
     decision: str | None = None
     class_names: tuple[str, ...] = ()
+    display_name: str = ""
+    series_description: str = ""
+    modality: str = ""
+    model_name: str = ""
 
     @property
     def needs_attention(self) -> int:
@@ -81,6 +97,17 @@ class WorkItem:
 def order_key(item: WorkItem) -> tuple:
     """Sort key: unreviewed first, then most flags, highest uncertainty, case id."""
     return (item.decision is not None, -item.needs_attention, -(item.mean_uncertainty or 0.0), item.case_id)
+
+
+def worklist_label(item: WorkItem) -> str:
+    """One worklist row: the readable name (and series description), flags, uncertainty, decision."""
+    name = item.display_name or item.case_id
+    if item.series_description:
+        name += f" \u2014 {item.series_description}"
+    facts = [f"{len(item.qc_flags)} flag(s)" if item.qc_flags else "",
+             f"u={item.mean_uncertainty:.2f}" if item.mean_uncertainty is not None else "",
+             item.decision or "", "" if item.status.lower() in OK_STATUS else item.status]
+    return "  ".join([name, *(fact for fact in facts if fact)])
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -95,14 +122,20 @@ def _read_json(path: Path) -> Any:
                          "run `medseg predict` again to rewrite it") from None
 
 
-def _scan_path(entry: Mapping[str, Any], roots: list[Path], dicom: _DicomIndex) -> Path | None:
+def _input_value(entry: Mapping[str, Any]) -> str:
     value = entry.get("input") or entry.get("scan") or entry.get("image")
     if isinstance(value, list):
         value = value[0] if value else None
-    if not value or not isinstance(value, str):
+    return value if isinstance(value, str) else ""
+
+
+def _scan_path(entry: Mapping[str, Any], roots: list[Path], dicom: _DicomIndex) -> Path | None:
+    value = _input_value(entry)
+    if not value:
         return None
     if value.startswith(DICOM_PREFIX):
-        return dicom.find(str(entry.get("case_id", "")))
+        found = dicom.find(str(entry.get("case_id", "")))
+        return found.path if found else None
     for root in roots:
         try:
             path = check_inside(root, value, root, "the case's input")
@@ -113,14 +146,24 @@ def _scan_path(entry: Mapping[str, Any], roots: list[Path], dicom: _DicomIndex) 
     return None
 
 
+@dataclass(frozen=True)
+class _FoundSeries:
+    """A DICOM series found again under a root: its folder, path relative to the root, description, modality."""
+
+    path: Path
+    relative: str
+    description: str
+    modality: str
+
+
 class _DicomIndex:
     """Case id -> DICOM source under the roots, discovered once when first needed."""
 
     def __init__(self, roots: list[Path]) -> None:
         self.roots = roots
-        self._found: dict[str, Path] | None = None
+        self._found: dict[str, _FoundSeries] | None = None
 
-    def find(self, case: str) -> Path | None:
+    def find(self, case: str) -> _FoundSeries | None:
         if self._found is None:
             from medseg.inference.case_ids import case_id, relative_input
             from medseg.io.discover import discover
@@ -129,8 +172,9 @@ class _DicomIndex:
             for root in dict.fromkeys(r.resolve() for r in self.roots if r.is_dir()):
                 for source in discover(root).sources:
                     if source.kind.startswith("dicom"):
-                        self._found.setdefault(case_id(relative_input(source.path, root), source.series_uid),
-                                               source.path)
+                        relative = relative_input(source.path, root)
+                        self._found.setdefault(case_id(relative, source.series_uid), _FoundSeries(
+                            source.path, relative, source.description, source.modality))
         return self._found.get(case)
 
 
@@ -152,6 +196,10 @@ def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path], class_names
         logger.warning("worklist: left out a case whose id %r is not a plain name inside %s", case_id[:80], folder)
         return None
     uncertainty = entry.get("mean_uncertainty", entry.get("mean_uncertainty_in_structures"))
+    value = _input_value(entry)
+    display, description, modality = value, "", str(entry.get("modality") or "")
+    if value.startswith(DICOM_PREFIX) and (found := dicom.find(case_id)) is not None:
+        display, description, modality = found.relative, found.description, modality or found.modality
     return WorkItem(
         case_id=case_id,
         scan=_scan_path(entry, roots, dicom),
@@ -161,7 +209,7 @@ def _item(entry: Mapping[str, Any], folder: Path, roots: list[Path], class_names
         status=str(entry.get("status", "ok")),
         qc_flags=tuple(str(flag) for flag in entry.get("qc_flags", ()) or ()),
         mean_uncertainty=float(uncertainty) if isinstance(uncertainty, (int, float)) else None,
-        class_names=class_names,
+        class_names=class_names, display_name=display, series_description=description, modality=modality,
     )
 
 
@@ -174,6 +222,14 @@ def _input_roots(value: str, folder: Path) -> list[Path]:
     for root in candidates:
         roots.extend([root.parent, root] if root.is_file() else [root])
     return roots
+
+
+def _model_name(folder: Path) -> str:
+    """The model folder's name from ``report.json`` ("" when there is none)."""
+    report_path = folder / "report.json"
+    model = _read_json(report_path).get("model") if report_path.is_file() else None
+    path = model.get("path") if isinstance(model, Mapping) else None
+    return Path(path).name if isinstance(path, str) else ""
 
 
 def _prediction_entries(folder: Path) -> tuple[list[Mapping[str, Any]], list[Path], tuple[str, ...]]:
@@ -223,6 +279,8 @@ def load_worklist(folder: str | Path, *, scan_root: str | Path | None = None) ->
     if entries:
         dicom = _DicomIndex(roots)
         items = [item for entry in entries if (item := _item(entry, folder, roots, class_names, dicom)) is not None]
+        model_name = _model_name(folder)
+        items = [replace(item, model_name=model_name) for item in items]
     else:
         items = _study_items(folder)
     if not items:
@@ -242,12 +300,15 @@ def _study_items(folder: Path) -> list[WorkItem]:
     discovery = discover(folder)
     items = []
     for source in discovery.sources:
+        display = relative_input(source.path, folder)
         if source.kind.startswith("dicom"):  # folder and file names of PACS exports may name the patient
-            name = case_id(relative_input(source.path, folder), source.series_uid)
+            name = case_id(display, source.series_uid)
         else:
             relative = source.path.relative_to(folder) if source.path != folder else Path(source.path.name)
             name = "_".join((*relative.parent.parts, source_name(relative.name))) or source_name(folder)
-        items.append(WorkItem(case_id=name, scan=source.path, case_dir=folder / STUDY_REVIEW_DIR / name))
+        description = source.description if source.kind.startswith("dicom") else ""
+        items.append(WorkItem(case_id=name, scan=source.path, case_dir=folder / STUDY_REVIEW_DIR / name,
+                              display_name=display, series_description=description, modality=source.modality))
     for reason, count in sorted(discovery.skipped_counts.items()):
         logger.info("worklist: skipped %d file(s) (%s)", count, reason)
     return items
