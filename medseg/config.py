@@ -103,6 +103,9 @@ class NetworkConfig:
         strides: down-sampling strides between UNet levels (one fewer than ``channels``).
         num_res_units: residual units per UNet block (0 = plain conv blocks; DynUNet: > 0 = residual blocks).
         norm: ``"batch"``, ``"instance"`` or ``"group"`` (UNet, DynUNet; DeepMedic always uses batch norm).
+        norm_statistics: what batch norm uses outside training: ``"running"`` averages (placement-invariant)
+            or each ``"window"``'s own statistics (models trained on a generative stream of many contrasts;
+            ``medseg.networks.norm_statistics``).
         dropout: dropout probability (UNet, DynUNet: every block; DeepMedic: inputs of its last two 1x1x1 layers).
         patch_size: training input patch in voxels per axis; empty = the network's default.
         window_size: sliding-window output window in voxels per axis; empty = the network's default.
@@ -119,6 +122,7 @@ class NetworkConfig:
     strides: tuple[int, ...] = (2, 2, 2)
     num_res_units: int = 2
     norm: str = "instance"
+    norm_statistics: Literal["running", "window"] = "running"
     dropout: float = 0.0
     patch_size: tuple[int, ...] = ()
     window_size: tuple[int, ...] = ()

@@ -30,6 +30,7 @@ from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
 from medseg.inference.model_card import ModelCard, check_card_fits, read_card, write_card_text
 from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
+from medseg.networks.norm_statistics import with_norm_statistics
 from medseg.training.checkpoint import torch_load_safely
 
 CONFIG_FILE = "model.yaml"
@@ -60,7 +61,7 @@ class ModelFolder:
         """The network with the weights loaded, in eval mode, on the CPU."""
         network = build_network(self.config.network)
         network.load_state_dict(self.state_dict, strict=True)
-        return network.eval()
+        return with_norm_statistics(network, self.config.network.norm_statistics).eval()
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from medseg.config import ExperimentConfig, config_to_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.networks import build_network, network_geometry
+from medseg.networks.norm_statistics import with_norm_statistics
 from medseg.training import distributed
 from medseg.training.checkpoint import (
     capture_rng_state,
@@ -246,7 +247,8 @@ def _train(
             if epoch % settings.val_every == 0 or epoch == settings.max_epochs:
                 improved = halted = False
                 if context.is_main and data.val_loader is not None:
-                    metrics = validate(model, data.val_loader, geometry, loss_function, data.class_names,
+                    evaluated = with_norm_statistics(model, config.network.norm_statistics, copy_model=True)
+                    metrics = validate(evaluated, data.val_loader, geometry, loss_function, data.class_names,
                                        context.device, settings.sw_overlap, settings.sw_batch_size, use_amp)
                     row.update(metrics)
                     dice = metrics["val_dice_mean"]
