@@ -18,7 +18,12 @@ from medseg.data.synth.fields import smooth_field
 GENERATION_LABELS = (
     "air", "csf_sulcal", "csf_ventricle", "gm_cortex", "gm_deep", "wm",
     "csf_rim", "bone", "marrow", "muscle", "fat", "eye", "soft_tissue",
+    "tissue_a", "tissue_b", "tissue_c", "tissue_d",
 )
+# Soft tissue of the neck, face and scalp split into random patches of these labels, whose intensities
+# span the brain's: a real head holds muscle, glands, tongue and vessels that look like gray or white
+# matter, and the network must learn that such texture outside the skull is background.
+MIXED_TISSUES = ("tissue_a", "tissue_b", "tissue_c", "tissue_d")
 LABEL = {name: index for index, name in enumerate(GENERATION_LABELS)}
 
 
@@ -74,9 +79,17 @@ def head_labels(
     below = (z < neck_top) & (labels == LABEL["air"]) & outside
     labels[below & (neck <= 1.0)] = LABEL["fat"]
     labels[below & (neck <= (1.0 - 8.0 / radii[0]) ** 2)] = LABEL["soft_tissue"]
-    spine = _ellipsoid(coords, (0.0, neck_y - 18.0, 0.0), (12.0, 12.0, 0.0))
+    spine = _ellipsoid(coords, (0.0, neck_y - 12.0, 0.0), (13.0, 11.0, 0.0))
     labels[below & (spine <= 1.0)] = LABEL["bone"]
     labels[below & (spine <= 0.55)] = LABEL["marrow"]
+    # The spinal canal behind it: CSF around a cord that continues the brainstem and looks like it,
+    # but lies outside the brain mask (background), as the medulla's continuation does in a real neck.
+    canal_y = float(rng.uniform(-48.0, -38.0))
+    cord_top = float(rng.uniform(-95.0, -70.0))
+    canal = _ellipsoid(coords, (0.0, canal_y, 0.0), (9.0, 8.0, 0.0))
+    below_brain = (z < cord_top + 25.0) & outside
+    labels[below_brain & (canal <= 1.0)] = LABEL["csf_rim"]
+    labels[below_brain & (canal <= 0.35)] = LABEL["tissue_b"]
 
     # Face in front of and below the frontal lobes, with an air sinus.
     face = _ellipsoid(coords, (0.0, float(rng.uniform(40.0, 50.0)), float(rng.uniform(-55.0, -45.0))),
@@ -97,4 +110,13 @@ def head_labels(
         labels[(orbit <= 1.0) & outside] = LABEL["fat"]
         eye = _ellipsoid(coords, (side * eye_x, eye_y, eye_z), (radius, radius, radius))
         labels[(eye <= 1.0) & outside] = LABEL["eye"]
+
+    if rng.random() < 0.8:
+        soft = (labels == LABEL["soft_tissue"]) | (labels == LABEL["muscle"])
+        field = smooth_field(shape, 1, int(rng.integers(6, 14)), generator)[0]
+        edges = torch.quantile(field.flatten()[:: max(field.numel() // 100_000, 1)],
+                               torch.tensor([0.25, 0.5, 0.75]))
+        patch = torch.bucketize(field, edges)
+        for index, name in enumerate(MIXED_TISSUES):
+            labels[soft & (patch == index)] = LABEL[name]
     return labels
