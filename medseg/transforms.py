@@ -78,6 +78,50 @@ class ScaleToPercentiled(MapTransform):
         return item
 
 
+# z-scoring over non-zero voxels treats voxels at most this share of the channel's largest magnitude as zero.
+FAINT_FRACTION = 1e-3
+
+
+class ZeroFaintd(MapTransform):
+    """Set voxels whose magnitude is at most ``fraction`` of their channel's largest magnitude to exactly 0.
+
+    ``NormalizeIntensityd(nonzero=True)`` is discontinuous at 0: a voxel at 0 stays 0, one at 1e-7
+    becomes ``-mean / std``, as dark as the darkest tissue, and a brain network calls it CSF. Around a
+    skull-stripped (zero-padded) brain, whether the 2 mm resampling (``Spacingd``, bilinear) leaves a
+    background voxel at exactly 0 or at a few 1e-6 of a neighbour depends on the affine down to its
+    rounding: a NIfTI's float32 sform (1e-6 mm from the exact geometry), a DICOM series' decimal strings,
+    int16 rounding of the pixels. Oblique grids are hit most: some sample points fall exactly on source
+    voxels and lose that exactness under any perturbation. With this step the zero test sits at
+    ``fraction`` of the channel's scale, far above such noise. Shapes and meta data are kept: (C, I, J, K).
+    """
+
+    def __init__(self, keys: Sequence[str] | str, fraction: float = FAINT_FRACTION) -> None:
+        super().__init__(keys=keys)
+        self.fraction = float(fraction)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return a copy of ``data`` whose images have their faint voxels set to 0 (the input is not changed)."""
+        item = dict(data)
+        for key in self.key_iterator(item):
+            image = item[key]
+            if isinstance(image, torch.Tensor):
+                if image.numel() == 0:
+                    continue
+                magnitude = image.detach().abs()
+                top = magnitude.reshape(magnitude.shape[0], -1).amax(dim=1)
+                limit = (top * self.fraction).reshape((-1,) + (1,) * (image.dim() - 1))
+                item[key] = image.masked_fill(magnitude <= limit, 0)
+            else:
+                array = np.asarray(image)
+                if array.size == 0:
+                    continue
+                magnitude = np.abs(array)
+                top = magnitude.reshape(magnitude.shape[0], -1).max(axis=1)
+                limit = (top * self.fraction).reshape((-1,) + (1,) * (array.ndim - 1))
+                item[key] = np.where(magnitude <= limit, np.zeros((), dtype=array.dtype), array)
+        return item
+
+
 class LoadCased(MapTransform):
     """Read a case's scans and label map with ``medseg.io`` into MetaTensors.
 
@@ -168,10 +212,12 @@ def _geometry(config: ExperimentConfig, keys: list[str]) -> list[Any]:
 
 
 def normalisation_steps(config: ExperimentConfig) -> list[Any]:
-    """Per-channel z-score over non-zero voxels, a clipped intensity window scaled to 0..1, or a percentile scale."""
+    """Per-channel z-score over non-zero voxels (``ZeroFaintd`` first), a clipped intensity window scaled to
+    0..1, or a percentile scale."""
     settings = config.transforms
     if settings.normalize == "zscore":
-        return [NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
+        # ZeroFaintd first: which voxels count as zero must not hinge on float noise (see ZeroFaintd).
+        return [ZeroFaintd(keys=IMAGE), NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True)]
     if settings.normalize == "range":
         low, high = settings.intensity_range
         if high <= low:
