@@ -1,9 +1,18 @@
 """Review dock: a worklist (most in need first), next/previous, accept/corrected, saved edits and log.
 
 Opening a case reads its scan, the model's labels (and an earlier review of them, if any),
-and its uncertainty map, and shows them through the Segment dock (contours, table). A
-decision writes ``<case>/seg_reviewed.nii.gz`` when the labels were edited (the model's
-``seg.nii.gz`` is never written) and appends to ``review_log.json`` (``medseg.review.review_log``).
+and its uncertainty map, and shows them through the Segment dock (contours, table); the Edit
+and Window docks, when given (``edit``, ``window_dock``), follow the case. A decision writes
+``<case>/seg_reviewed.nii.gz`` when the labels were edited (the model's ``seg.nii.gz`` is never
+written) and appends to ``review_log.json`` (``medseg.review.review_log``: decision, seconds on
+the case, strokes); "Corrected" on a DICOM case also writes ``<case>/seg_reviewed.dcm``, a
+DICOM-SEG for the PACS (``medseg.review.corrected_seg``), and hands it to ``sender`` when one is
+set. No sender exists yet: the PACS issue's ``--send-to`` will set it; until then the file stays
+in the case folder and the status line says so.
+
+The worklist shows each case by its input path relative to the study root (and a DICOM series'
+description, read live from the study folder), its flags and uncertainty; the pseudonymous
+case id names the files and the log.
 
 Keyboard shortcuts (bound on the viewer): Alt-N next, Alt-P previous, Alt-A accept,
 Alt-C corrected, Alt-T contours/filled, Alt-U uncertainty on/off.
@@ -29,7 +38,8 @@ from qtpy.QtWidgets import (
 from medseg.errors import MedsegError
 from medseg.io import read_labels, read_scan
 from medseg.review.review_log import LOG_NAME, REVIEWED_NAME, ReviewRecord, save_review
-from medseg.review.worklist import WorkItem, load_worklist
+from medseg.review.corrected_seg import Sender
+from medseg.review.worklist import WorkItem, load_worklist, worklist_label
 from medseg_napari._layers import add_layer, image_layers, source_labels
 from medseg_napari.segment_widget import SegmentWidget
 
@@ -77,6 +87,9 @@ class ReviewWidget(QWidget):
         self.index = -1
         self.started = time.monotonic()
         self.last_record: ReviewRecord | None = None
+        self.edit: Any = None  # EditWidget, when docked (viewer_setup)
+        self.window_dock: Any = None  # WindowWidget, when docked
+        self.sender: Sender | None = None  # the PACS hook (see the module docstring)
 
         self.open_button = QPushButton("Open worklist…")
         self.list = QListWidget()
@@ -146,10 +159,7 @@ class ReviewWidget(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for item in self.items:
-            facts = [f"{len(item.qc_flags)} flag(s)" if item.qc_flags else "",
-                     f"u={item.mean_uncertainty:.2f}" if item.mean_uncertainty is not None else "",
-                     item.decision or "", "" if item.status.lower() in ("ok", "") else item.status]
-            self.list.addItem("  ".join([item.case_id, *(f for f in facts if f)]))
+            self.list.addItem(worklist_label(item))
         self.list.setCurrentRow(self.index)
         self.list.blockSignals(False)
 
@@ -196,11 +206,26 @@ class ReviewWidget(QWidget):
         names = item.class_names or _read_class_names(item)
         self.segment.show(volume, start, class_names=names, uncertainty=uncertainty, qc_flags=item.qc_flags,
                           prediction=str(item.prediction) if item.prediction else None, original=original)
+        if self.edit is not None:
+            self.edit.attach(self.segment.result.labels)
+        if self.window_dock is not None:
+            self.window_dock.for_case(item.modality)
         self.viewer.reset_view()
         self.started = time.monotonic()
         flags = "; ".join(item.qc_flags) or "no QC flags"
-        self.status.setText(f"{index + 1}/{len(self.items)} {item.case_id}: {flags}")
+        name = item.display_name or item.case_id
+        self.status.setText(f"{index + 1}/{len(self.items)} {name} ({item.case_id}): {flags}")
         return True
+
+    def _send(self, path: Path) -> str:
+        """Hand a corrected DICOM-SEG to the PACS hook; what happened, for the status line."""
+        if self.sender is None:
+            return f"DICOM-SEG written ({path.name}); not sent: no PACS is configured"
+        try:
+            self.sender(path)
+        except MedsegError as error:
+            return f"DICOM-SEG written ({path.name}); sending failed: {error}"
+        return f"DICOM-SEG written ({path.name}) and sent"
 
     def next_case(self) -> bool:
         """Open the next case."""
@@ -223,7 +248,8 @@ class ReviewWidget(QWidget):
                 original=layer.metadata["medseg_original"], edited=source_labels(layer),
                 reference=result.volume, class_names=layer.metadata["medseg_class_names"],
                 case_dir=item.case_dir or self.folder / item.case_id, log_path=self.folder / LOG_NAME,
-                prediction=item.prediction,
+                prediction=item.prediction, edits=self.edit.edits if self.edit is not None else 0,
+                model_name=item.model_name,
             )
         except MedsegError as error:
             self.status.setText(f"{item.case_id}: not saved: {error}")
@@ -232,7 +258,10 @@ class ReviewWidget(QWidget):
         self.items[self.index] = WorkItem(**{**item.__dict__, "decision": decision})
         self._fill_list()
         changed = ", ".join(record.classes_changed) or "no classes"
-        self.status.setText(f"{item.case_id}: {decision} ({changed} changed, {record.seconds:.0f} s)")
+        message = f"{item.case_id}: {decision} ({changed} changed, {record.seconds:.0f} s)"
+        if record.dicom_seg:
+            message += "; " + self._send(self.folder / record.dicom_seg)
+        self.status.setText(message)
         if advance and self.index + 1 < len(self.items):
             self.next_case()
         return record

@@ -1,38 +1,79 @@
-"""Open napari ready for review: the scan, the prediction folder as a worklist, the model chosen.
+"""Open napari ready for reading: three linked views, the scan, the prediction folder as a worklist.
 
 Used by ``medseg view``; importable without starting an event loop, so tests call it on a test viewer.
+Layout: the main canvas (axial) with the coronal and sagittal views docked below it
+(``OrthoViews``; Alt-V one large view), the Review dock (worklist, Segment panel), the Edit and
+Window docks on the right, Activations tabbed behind Review.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseg.io import read_scan
 from medseg_napari._layers import add_layer, image_layers
 from medseg_napari.activations_widget import ActivationsWidget
+from medseg_napari.edit_widget import EditWidget
+from medseg_napari.ortho_views import OrthoViews
 from medseg_napari.review_widget import ReviewWidget
+from medseg_napari.window_widget import WindowWidget
 
 
-def set_up_viewer(
+@dataclass
+class ReadingRoom:
+    """The docks of a set-up viewer."""
+
+    review: ReviewWidget
+    views: OrthoViews
+    edit: EditWidget
+    window: WindowWidget
+    activations: ActivationsWidget
+
+
+def set_up_reading_room(
     viewer: Any, scan: str | Path | None = None, *, pred_dir: str | Path | None = None,
-    model_dir: str | Path | None = None,
-) -> ReviewWidget:
-    """Dock Review (with Segment) and Activations; open ``scan`` and/or the worklist of ``pred_dir``.
+    model_dir: str | Path | None = None, study: str | Path | None = None,
+) -> ReadingRoom:
+    """Dock the views and docks; open ``scan`` and/or the worklist of ``pred_dir``.
 
-    With ``pred_dir`` the worklist opens at its first case (``scan`` is then the input root the
-    cases' relative paths start from, when it is a folder); otherwise ``scan`` is opened alone.
+    With ``pred_dir`` the worklist opens at its first case; ``study`` (or ``scan`` when it is a
+    folder) is the input root the cases' paths start from, where DICOM series are found again
+    (and their names and descriptions read, for the screen only). Without ``pred_dir``, ``scan``
+    is opened alone.
     """
+    views = OrthoViews(viewer)
+    views.dock = viewer.window.add_dock_widget(views, name="medseg views", area="bottom")
     review = ReviewWidget(viewer)
     if model_dir is not None:
         review.segment.add_model(model_dir)
+    edit = EditWidget(viewer, views)
+    window = WindowWidget(viewer)
+    views.window_drag = window.adjust
+    review.edit, review.window_dock = edit, window
     activations = ActivationsWidget(viewer, review.segment)
     viewer.window.add_dock_widget(review, name="medseg review", area="right")
-    viewer.window.add_dock_widget(activations, name="medseg activations", area="right")
+    viewer.window.add_dock_widget(activations, name="medseg activations", area="right", tabify=True)
+    viewer.window.add_dock_widget(edit, name="medseg edit", area="right")
+    viewer.window.add_dock_widget(window, name="medseg window", area="right")
+    review_dock = viewer.window.dock_widgets.get("medseg review") if hasattr(viewer.window, "dock_widgets") else None
+    if review_dock is not None:
+        review_dock.raise_()
     if pred_dir is not None:
-        root = Path(scan) if scan is not None and Path(scan).is_dir() else None
+        root = study if study is not None else scan
+        root = Path(root) if root is not None and Path(root).is_dir() else None
         review.open_folder(pred_dir, scan_root=root)
     elif scan is not None:
         for layer_data in image_layers(read_scan(scan)):
             add_layer(viewer, layer_data)
-    return review
+        window.for_case()
+    return ReadingRoom(review=review, views=views, edit=edit, window=window, activations=activations)
+
+
+def set_up_viewer(
+    viewer: Any, scan: str | Path | None = None, *, pred_dir: str | Path | None = None,
+    model_dir: str | Path | None = None, study: str | Path | None = None,
+) -> ReviewWidget:
+    """``set_up_reading_room``, returning the Review dock (the earlier interface)."""
+    return set_up_reading_room(viewer, scan, pred_dir=pred_dir, model_dir=model_dir, study=study).review

@@ -98,3 +98,15 @@ def drag_window(window: Window, dx: float, dy: float, fraction: float = DRAG_FRA
     """The window after a drag of ``(dx, dy)`` screen pixels (see the module docstring)."""
     step = max(window.width, MIN_WIDTH) * fraction
     return Window(level=window.level + dy * step, width=max(window.width + dx * step, MIN_WIDTH))
+
+
+def modality_of(declared: str, data: np.ndarray | None = None) -> str:
+    """The modality that chooses the presets: the declared DICOM code, else ``"CT"`` for an image
+    reaching -500 or below (air in Hounsfield units; a NIfTI CT declares nothing), else ``""``."""
+    if declared:
+        return declared.upper()
+    if data is not None:
+        values = np.asarray(data)
+        if values.size and np.nanmin(values) <= -500:
+            return "CT"
+    return ""
