@@ -2,8 +2,9 @@
 
 Used by ``medseg view``; importable without starting an event loop, so tests call it on a test viewer.
 Layout: the main canvas (axial) with the coronal and sagittal views docked below it
-(``OrthoViews``; Alt-V one large view), the Review dock (worklist, Segment panel), the Edit and
-Window docks on the right, Activations tabbed behind Review.
+(``OrthoViews``; Alt-V one large view), the Review dock (worklist, Segment panel) on the right
+with Activations tabbed behind it, the Edit and Window docks on the left under napari's layer
+list, so that the main canvas keeps most of the width.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def set_up_reading_room(
     activations = ActivationsWidget(viewer, review.segment)
     viewer.window.add_dock_widget(review, name="medseg review", area="right")
     viewer.window.add_dock_widget(activations, name="medseg activations", area="right", tabify=True)
-    viewer.window.add_dock_widget(edit, name="medseg edit", area="right")
-    viewer.window.add_dock_widget(window, name="medseg window", area="right")
+    viewer.window.add_dock_widget(edit, name="medseg edit", area="left")
+    viewer.window.add_dock_widget(window, name="medseg window", area="left")
     review_dock = viewer.window.dock_widgets.get("medseg review") if hasattr(viewer.window, "dock_widgets") else None
     if review_dock is not None:
         review_dock.raise_()

@@ -55,6 +55,11 @@ class WindowWidget(QWidget):
         self.level_spin.valueChanged.connect(lambda _value: self._typed())
         self.width_spin.valueChanged.connect(lambda _value: self._typed())
         self._updating = False
+        self._watched: Any = None
+
+    def _limits_changed(self, event: Any) -> None:
+        if not self._updating and event.source in self.viewer.layers:
+            self._show(Window.from_limits(*event.source.contrast_limits))
 
     def scan_layer(self) -> Any:
         """The layer the window acts on, or None."""
@@ -78,6 +83,9 @@ class WindowWidget(QWidget):
         volume = layer.metadata.get("medseg_volume")
         declared = modality or (volume.source.modality if volume is not None else "")
         self.modality = modality_of(declared, layer.data)
+        if layer is not self._watched:  # values typed elsewhere (napari's contrast slider) show here too
+            layer.events.contrast_limits.connect(self._limits_changed)
+            self._watched = layer
         self.preset_combo.clear()
         self.preset_combo.addItems(list(presets(self.modality)))
         self.set_preset(default_preset(self.modality))
@@ -98,7 +106,11 @@ class WindowWidget(QWidget):
         layer = self.scan_layer()
         if layer is None:
             return None
-        layer.contrast_limits = window.limits
+        self._updating = True
+        try:
+            layer.contrast_limits = window.limits
+        finally:
+            self._updating = False
         self._show(window)
         return window
 
@@ -112,12 +124,12 @@ class WindowWidget(QWidget):
             self.set_window(Window(level=self.level_spin.value(), width=self.width_spin.value()))
 
     def _show(self, window: Window) -> None:
-        self._updating = True
+        updating, self._updating = self._updating, True
         try:
             self.level_spin.setValue(window.level)
             self.width_spin.setValue(window.width)
         finally:
-            self._updating = False
+            self._updating = updating
         text = window.text()
         self.values_label.setText(f"{self.modality or 'modality unknown'}: {text}")
         overlay = _text_overlay(self.viewer)

@@ -1,6 +1,8 @@
-"""A shown viewer renders the bundled brain sample with contours.
+"""A shown viewer renders the bundled brain sample with contours, in the reading-room layout.
 
-The picture goes to a temporary folder; `pytest --update-docs` writes it to docs/napari-review.png.
+The layout is `medseg view`'s (``set_up_reading_room``): the axial main canvas, the coronal and
+sagittal views below it, the Review/Segment, Edit and Window docks. The picture goes to a
+temporary folder; `pytest --update-docs` writes it to docs/napari-review.png.
 
 No trained model is bundled yet, so the overlay is the sample's ground-truth tissue labels shown
 through the Segment dock exactly as a prediction is (contours, class table).
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from medseg_napari._layers import add_layer, class_colors, image_layers
-from medseg_napari.segment_widget import SegmentWidget
+from medseg_napari.viewer_setup import set_up_reading_room
 
 from medseg.io import read_labels, read_scan
 from medseg.review.sample import sample_subject
@@ -30,14 +32,19 @@ def test_contour_screenshot_of_sample(make_napari_viewer, request, tmp_path):
     volume = read_scan(subject.image)
     truth = read_labels(subject.labels, reference=volume)
     viewer = make_napari_viewer(show=True)
-    add_layer(viewer, image_layers(volume, name="brain_000 T1")[0])
-    widget = SegmentWidget(viewer, models_dir="/nonexistent")
-    viewer.window.add_dock_widget(widget, name="medseg segment")
-    viewer.window._qt_window.resize(1500, 850)  # room for the dock in the picture
+    viewer.window._qt_window.resize(1700, 1050)  # room for the docks and the side views in the picture
+    room = set_up_reading_room(viewer)
+    add_layer(viewer, image_layers(volume, name="scan")[0])
+    widget = room.review.segment
     result = widget.show(volume, truth.array, class_names=subject.class_names)
+    room.edit.attach(result.labels)
+    room.window.for_case("MR")
     widget.jump_to_row(2)  # white matter's largest axial slice
     viewer.reset_view()
     assert result.labels.contour == 1
+    assert room.views.visible_canvases() == 3
+    for side in room.views.side_viewers:  # coronal and sagittal show the brain too
+        assert side.screenshot(flash=False)[..., :3].std() > 10
 
     canvas = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
     assert canvas.std() > 10  # not blank
