@@ -103,6 +103,8 @@ class OrthoViews(QSplitter):
         layers.events.inserted.connect(self._layer_inserted)
         layers.events.removed.connect(self._layer_removed)
         layers.events.moved.connect(self._layer_moved)
+        layers.events.begin_batch.connect(self._begin_batch)  # one scene-graph clean-up per batch in every view
+        layers.events.end_batch.connect(self._end_batch)
         for model in self.models:
             model.dims.events.point.connect(self._step_changed)
             model.mouse_drag_callbacks.append(self._click_to_point)
@@ -227,6 +229,14 @@ class OrthoViews(QSplitter):
             self._orient(self.viewer, self.planes[0])
             self._reset_sides()
             self._step_changed_from(self.viewer)
+
+    def _begin_batch(self, _event: Any = None) -> None:
+        for model in self.side_models:
+            model.layers.events.begin_batch()
+
+    def _end_batch(self, _event: Any = None) -> None:
+        for model in self.side_models:
+            model.layers.events.end_batch()
 
     def _layer_removed(self, event: Any) -> None:
         for model in self.side_models:

@@ -112,7 +112,10 @@ class ReviewWidget(QWidget):
         decisions.addWidget(self.corrected_button)
         layout.addLayout(decisions)
         layout.addWidget(self.status)
-        layout.addWidget(QLabel("Keys: " + ", ".join(f"{k} {v.replace('_', ' ')}" for k, v in SHORTCUTS.items())))
+        keys = QLabel("Keys: " + ", ".join(f"{k} {v.replace('_', ' ')}" for k, v in SHORTCUTS.items())
+                      + ", Alt-V one/three views, Alt-1/2/3 axial/coronal/sagittal main view")
+        keys.setWordWrap(True)
+        layout.addWidget(keys)
         if embedded:
             layout.addWidget(self.segment, 2)
 
@@ -199,13 +202,14 @@ class ReviewWidget(QWidget):
         except MedsegError as error:
             self.status.setText(f"{item.case_id}: cannot be opened: {error}")
             return False
-        if SCAN_LAYER in self.viewer.layers:
-            self.viewer.layers.remove(SCAN_LAYER)
-        scan_layer = add_layer(self.viewer, image_layers(volume, name=SCAN_LAYER)[0])
-        self.viewer.layers.move(self.viewer.layers.index(scan_layer), 0)
-        names = item.class_names or _read_class_names(item)
-        self.segment.show(volume, start, class_names=names, uncertainty=uncertainty, qc_flags=item.qc_flags,
-                          prediction=str(item.prediction) if item.prediction else None, original=original)
+        with self.viewer.layers.batched_update():  # napari cleans its scene graph (a full gc) once, not per layer
+            if SCAN_LAYER in self.viewer.layers:
+                self.viewer.layers.remove(SCAN_LAYER)
+            scan_layer = add_layer(self.viewer, image_layers(volume, name=SCAN_LAYER)[0])
+            self.viewer.layers.move(self.viewer.layers.index(scan_layer), 0)
+            names = item.class_names or _read_class_names(item)
+            self.segment.show(volume, start, class_names=names, uncertainty=uncertainty, qc_flags=item.qc_flags,
+                              prediction=str(item.prediction) if item.prediction else None, original=original)
         if self.edit is not None:
             self.edit.attach(self.segment.result.labels)
         if self.window_dock is not None:

@@ -3,7 +3,7 @@
 Used by ``medseg view``; importable without starting an event loop, so tests call it on a test viewer.
 Layout: the main canvas (axial) with the coronal and sagittal views docked below it
 (``OrthoViews``; Alt-V one large view), the Review dock (worklist, Segment panel) on the right
-with Activations tabbed behind it, the Edit and Window docks on the left under napari's layer
+(460 px wide) in front of Activations' tab, the Edit and Window docks on the left under napari's layer
 list, so that the main canvas keeps most of the width.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import Qt, QTimer
+
 from medseg.io import read_scan
 from medseg_napari._layers import add_layer, image_layers
 from medseg_napari.activations_widget import ActivationsWidget
@@ -20,6 +22,9 @@ from medseg_napari.edit_widget import EditWidget
 from medseg_napari.ortho_views import OrthoViews
 from medseg_napari.review_widget import ReviewWidget
 from medseg_napari.window_widget import WindowWidget
+
+
+RIGHT_DOCK_PX = 460  # the Review dock's width: the main canvas keeps the rest
 
 
 @dataclass
@@ -54,13 +59,12 @@ def set_up_reading_room(
     views.window_drag = window.adjust
     review.edit, review.window_dock = edit, window
     activations = ActivationsWidget(viewer, review.segment)
-    viewer.window.add_dock_widget(review, name="medseg review", area="right")
-    viewer.window.add_dock_widget(activations, name="medseg activations", area="right", tabify=True)
+    viewer.window.add_dock_widget(activations, name="medseg activations", area="right")
+    review_dock = viewer.window.add_dock_widget(review, name="medseg review", area="right", tabify=True)
     viewer.window.add_dock_widget(edit, name="medseg edit", area="left")
     viewer.window.add_dock_widget(window, name="medseg window", area="left")
-    review_dock = viewer.window.dock_widgets.get("medseg review") if hasattr(viewer.window, "dock_widgets") else None
-    if review_dock is not None:
-        review_dock.raise_()
+    qt_window = viewer.window._qt_window
+    QTimer.singleShot(0, lambda: qt_window.resizeDocks([review_dock], [RIGHT_DOCK_PX], Qt.Orientation.Horizontal))
     if pred_dir is not None:
         root = study if study is not None else scan
         root = Path(root) if root is not None and Path(root).is_dir() else None

@@ -25,7 +25,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.mark.gui
-def test_contour_screenshot_of_sample(make_napari_viewer, request, tmp_path):
+def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_path):
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
         pytest.skip("QT_QPA_PLATFORM=offscreen renders no canvas; run under Xvfb (pytest-xvfb)")
     subject = sample_subject(request.config.cache.mkdir("medseg-sample"))  # ~10 s once, then cached
@@ -41,6 +41,7 @@ def test_contour_screenshot_of_sample(make_napari_viewer, request, tmp_path):
     room.window.for_case("MR")
     widget.jump_to_row(2)  # white matter's largest axial slice
     viewer.reset_view()
+    qtbot.wait(50)
     assert result.labels.contour == 1
     assert room.views.visible_canvases() == 3
     for side in room.views.side_viewers:  # coronal and sagittal show the brain too
@@ -63,3 +64,4 @@ def test_contour_screenshot_of_sample(make_napari_viewer, request, tmp_path):
 
     imwrite(folder / "napari-review.png", picture)
     assert (folder / "napari-review.png").stat().st_size > 10_000
+
