@@ -268,6 +268,7 @@ class ReviewWidget(QWidget):
         self.status.setText(message)
         if advance and self.index + 1 < len(self.items):
             self.next_case()
+            self.status.setText(f"{message}\n{self.status.text()}")  # what was saved stays readable
         return record
 
     def accept(self) -> ReviewRecord | None:

@@ -21,7 +21,6 @@ from medseg.io import read_scan, write_labels
 from medseg.review.corrected_seg import CORRECTED_SEG_NAME
 from medseg.review.review_log import LOG_NAME
 from medseg.review.windowing import Window
-from medseg.types import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "review"))
 from dicom_validation import dciodvfy_errors  # noqa: E402
