@@ -31,23 +31,18 @@ def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
     Returns:
         (I, J, K) label map of the same dtype: classes kept as they were inside the component, 0 elsewhere.
     """
-    labels = np.asarray(labels)
-    chosen = _classes(labels, None)
-    if not chosen:
-        return labels.copy()
-    transform = KeepLargestConnectedComponent(
-        applied_labels=chosen, is_onehot=False, independent=False, connectivity=FULL_CONNECTIVITY
-    )
-    kept = transform(torch.as_tensor(labels[None].astype(np.int64)))
-    return np.asarray(kept[0].cpu().numpy(), dtype=labels.dtype)
+    return keep_largest_component(labels, independent=False)
 
 
-def keep_largest_component(labels: np.ndarray, classes: Sequence[int] | None = None) -> np.ndarray:
-    """Keep only the largest connected component of each class.
+def keep_largest_component(
+    labels: np.ndarray, classes: Sequence[int] | None = None, *, independent: bool = True
+) -> np.ndarray:
+    """Keep only the largest connected component of each class (or of the classes taken together).
 
     Args:
         labels: (I, J, K) integer label map.
         classes: label values to clean (default: every foreground class present).
+        independent: one component per class; False: one component of all ``classes`` together.
 
     Returns:
         (I, J, K) label map of the same dtype; removed voxels are 0.
@@ -57,7 +52,7 @@ def keep_largest_component(labels: np.ndarray, classes: Sequence[int] | None = N
     if not chosen:
         return labels.copy()
     transform = KeepLargestConnectedComponent(
-        applied_labels=chosen, is_onehot=False, independent=True, connectivity=FULL_CONNECTIVITY
+        applied_labels=chosen, is_onehot=False, independent=independent, connectivity=FULL_CONNECTIVITY
     )
     kept = transform(torch.as_tensor(labels[None].astype(np.int64)))
     return np.asarray(kept[0].cpu().numpy(), dtype=labels.dtype)
