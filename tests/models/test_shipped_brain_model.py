@@ -106,9 +106,11 @@ def test_a_real_head_with_the_skull_on_gets_tissue_inside_the_brain_only(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRIPPED_MOVED))
-def test_a_real_skull_stripped_brain_rigidly_moved(predictor: Predictor, real_checks: dict[str, dict], name: str) -> None:
+def test_a_real_skull_stripped_brain_rigidly_moved(
+    predictor: Predictor, real_checks: dict[str, dict], name: str
+) -> None:
     check = real_checks[name]
-    image, reference, mask = move(check["image"] * check["mask"], check["reference"], check["mask"], check["affine"])
+    image, reference, _ = move(check["image"] * check["mask"], check["reference"], check["mask"], check["affine"])
     labels = predictor.predict(Volume(image[None], check["affine"], ("T1",))).labels.array
     dice = class_dice(labels, reference)
     values = (dice["CSF"], dice["GM"], dice["WM"])

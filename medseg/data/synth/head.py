@@ -71,7 +71,7 @@ def head_labels(
     outside = dist_out > 2.0
 
     # Neck below the brain: an elliptic cylinder of soft tissue with a fat ring and a spine.
-    x, y, z = coords[0], coords[1], coords[2]
+    z = coords[2]
     neck_top = float(rng.uniform(-60.0, -40.0))
     neck_y = float(rng.uniform(-30.0, -10.0))
     radii = (float(rng.uniform(48.0, 65.0)), float(rng.uniform(50.0, 68.0)), 0.0)
@@ -102,7 +102,8 @@ def head_labels(
     labels[in_face & (sinus <= 1.0)] = LABEL["air"]
 
     # Orbits: eyes in orbital fat, never over the brain.
-    eye_x, eye_y, eye_z = (float(rng.uniform(29.0, 35.0)), float(rng.uniform(44.0, 54.0)), float(rng.uniform(-42.0, -32.0)))
+    eye_x, eye_y, eye_z = (float(rng.uniform(29.0, 35.0)), float(rng.uniform(44.0, 54.0)),
+                           float(rng.uniform(-42.0, -32.0)))
     radius = float(rng.uniform(10.0, 13.0))
     fat_radius = radius + float(rng.uniform(3.0, 7.0))
     for side in (-1.0, 1.0):
