@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import SpatialResample
 from torch import nn
 
 from medseg.config import ExperimentConfig
@@ -37,6 +35,7 @@ from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 
 RUNTIMES = ("torch", "torchscript", "onnx")
 from medseg.inference.fast_window import WindowBlend, blend_windows
+from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -58,8 +57,6 @@ PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))  # dims of a (B, C, I, J, K) tensor
 # engine "auto" exports to onnxruntime (a few seconds, once per Predictor) only for scans needing more windows.
 AUTO_ENGINE_MIN_WINDOWS = 4
-# Source-grid resampling and the per-voxel finish run in slabs of at most this many voxels (memory).
-SLAB_VOXELS = 1_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,7 +288,7 @@ class Predictor:
                 del logits
             with torch.inference_mode():
                 if len(flips) > 1:
-                    pass_labels.append(_first_argmax(soft))
+                    pass_labels.append(first_argmax(soft))
                 if probabilities is None:
                     probabilities = soft
                 else:
@@ -301,7 +298,7 @@ class Predictor:
         if len(flips) > 1:
             with torch.inference_mode():
                 probabilities /= len(flips)
-                disagreement = pass_disagreement(pass_labels, _first_argmax(probabilities))
+                disagreement = pass_disagreement(pass_labels, first_argmax(probabilities))
             del pass_labels
         probabilities = probabilities.cpu()
         timings["network"] = time.perf_counter() - mark
@@ -371,13 +368,7 @@ class Predictor:
 
         ``disagreement``: share of predicted voxels changing class between TTA passes (NaN without TTA).
         """
-        dtype = np.uint8 if probabilities.shape[0] <= 256 else np.int16
-        labels = np.empty(probabilities.shape[1:], dtype=dtype)
-        uncertainty = np.empty(probabilities.shape[1:], dtype=np.float32)
-        for slab in _slabs(probabilities.shape[1:]):  # argmax and entropy in slabs: no full-size int64/float64
-            part = torch.from_numpy(probabilities[:, slab])
-            labels[slab] = _first_argmax(part).numpy()
-            uncertainty[slab] = _normalised_entropy(part).numpy()
+        labels, uncertainty = labels_and_uncertainty(probabilities)
         if self.model.card.postprocess.largest_foreground:
             labels = keep_largest_foreground(labels)
         if self.largest_component:
@@ -392,79 +383,6 @@ class Predictor:
         return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings)
 
 
-def _first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
-    """Index (uint8; int16 past 256 classes) of the largest of (C, ...) values, first on ties as argmax.
-
-    ``torch.argmax(dim=0)`` over a (C, I, J, K) slab reduces across its outermost axis and is ~20x
-    slower here than C elementwise passes.
-    """
-    best = probabilities[0].clone()
-    index = torch.zeros(best.shape, dtype=torch.uint8 if probabilities.shape[0] <= 256 else torch.int16)
-    for value in range(1, probabilities.shape[0]):
-        better = probabilities[value] > best
-        index[better] = value
-        torch.maximum(best, probabilities[value], out=best)
-    return index
-
-
-def _normalised_entropy(probabilities: torch.Tensor) -> torch.Tensor:
-    """``predictive_entropy`` (entropy / log C, clipped at 0) of (C, ...) probabilities, in float32 torch.
-
-    The same formula as ``medseg.evaluation.uncertainty.predictive_entropy`` (which works in float64
-    numpy, ~10x slower on a CT); the two agree to float32 rounding (tested).
-    """
-    entropy = -torch.special.xlogy(probabilities, probabilities).sum(dim=0)
-    if probabilities.shape[0] > 1:
-        entropy /= math.log(probabilities.shape[0])
-    return entropy.clamp_(min=0.0)
-
-
 def _check_cancel(cancel: CancelCallback | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled("inference cancelled")
-
-
-def _slabs(shape: tuple[int, ...], voxels: int = SLAB_VOXELS) -> list[slice]:
-    """Slices of the first axis of a (I, J, K) grid, each holding at most ``voxels`` voxels (at least one plane).
-
-    The first axis, so that each slab of a C-ordered (C, I, J, K) array is C contiguous blocks.
-    """
-    plane = max(int(np.prod(shape[1:])), 1)
-    step = max(voxels // plane, 1)
-    return [slice(i, min(i + step, shape[0])) for i in range(0, shape[0], step)]
-
-
-def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarray, volume: Volume) -> np.ndarray:
-    """Resample probabilities (C, I', J', K') on ``affine`` onto ``volume``'s grid, renormalised.
-
-    Uses MONAI's ``SpatialResample`` to the source affine and shape (bilinear, border padding), one
-    slab of source planes at a time (each slab's affine is the source affine shifted by its first
-    plane, so every voxel samples the same point as a whole-volume resample, and the sampling grid
-    stays small); when the grids already agree (1e-6) the array is renormalised in place.
-    Slabs run along the first axis: ``source_affine @ shift`` with ``shift`` moving voxel 0 to the slab's first plane.
-
-    Returns:
-        (C, I, J, K) float32 summing to 1 over C.
-    """
-    source_affine = np.asarray(volume.affine, dtype=np.float64)
-    grid_affine = np.asarray(torch.as_tensor(affine).detach().cpu().numpy(), dtype=np.float64)
-    values = torch.as_tensor(probabilities).as_subclass(torch.Tensor).float()
-    if tuple(values.shape[1:]) == volume.spatial_shape and np.allclose(grid_affine, source_affine, atol=1e-6):
-        result = values.numpy()
-    else:
-        image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
-        resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
-        shape = tuple(volume.spatial_shape)
-        result = np.empty((values.shape[0], *shape), dtype=np.float32)
-        for slab in _slabs(shape):
-            shift = np.eye(4)
-            shift[0, 3] = slab.start
-            moved = resample(image, dst_affine=torch.as_tensor(source_affine @ shift),
-                             spatial_size=(slab.stop - slab.start, *shape[1:]))
-            result[:, slab] = moved.as_tensor().float().numpy()
-    for slab in _slabs(result.shape[1:]):  # in place, a slab at a time: no full-size temporaries
-        part = result[:, slab]
-        np.clip(part, 0.0, None, out=part)
-        total = part.sum(axis=0, keepdims=True)
-        part /= np.where(total > 0, total, 1.0)
-    return result

@@ -20,7 +20,6 @@ from predictor_helpers import sphere_volume, trained_state, write_model_folder
 
 from medseg.errors import ConfigError
 from medseg.evaluation.uncertainty import predictive_entropy
-from medseg.inference import predictor as predictor_module
 from medseg.inference.engine import (
     AutocastWindows,
     onnx_network,
@@ -34,7 +33,8 @@ from medseg.inference.fast_window import (
     sliding_window_probabilities,
     window_starts,
 )
-from medseg.inference.predictor import Predictor, _first_argmax, _normalised_entropy, to_source_grid
+from medseg.inference.finish import first_argmax, normalised_entropy, slabs, to_source_grid
+from medseg.inference.predictor import Predictor
 from medseg.types import Volume
 
 RAS = np.diag([1.5, 1.5, 1.5, 1.0])
@@ -174,7 +174,7 @@ def test_slab_resampling_equals_one_whole_resample() -> None:
     source = np.diag([1.0, 1.0, 1.0, 1.0])
     source[:3, 3] = [0.3, -0.2, 0.1]
     volume = Volume(np.zeros((1, 40, 160, 160), dtype=np.float32), source)  # 1.02 M voxels: 2 slabs
-    assert len(predictor_module._slabs(volume.spatial_shape)) == 2
+    assert len(slabs(volume.spatial_shape)) == 2
     got = to_source_grid(probabilities, grid, volume)
     resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
     whole = resample(MetaTensor(probabilities, affine=torch.as_tensor(grid)), dst_affine=torch.as_tensor(source),
@@ -188,5 +188,5 @@ def test_finish_helpers_equal_argmax_and_predictive_entropy() -> None:
     values = torch.rand((4, 10, 11, 12), generator=torch.Generator().manual_seed(0))
     values[1, 0, 0, 0] = values[2, 0, 0, 0] = 2.0  # a tie: the first class wins, as in argmax
     values /= values.sum(0, keepdim=True)
-    assert torch.equal(_first_argmax(values).long(), values.argmax(0))
-    np.testing.assert_allclose(_normalised_entropy(values).numpy(), predictive_entropy(values.numpy()), atol=1e-5)
+    assert torch.equal(first_argmax(values).long(), values.argmax(0))
+    np.testing.assert_allclose(normalised_entropy(values).numpy(), predictive_entropy(values.numpy()), atol=1e-5)

@@ -96,14 +96,14 @@ def test_a_model_with_anisotropic_spacing_places_masks_as_exactly(
 
 def test_resampling_in_slabs_gives_the_whole_volume_answer(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Large scans are resampled back a slab of planes at a time; force many slabs on a small one."""
-    from medseg.inference import predictor as predictor_module
+    from medseg.inference import finish
 
     volume, truth = scene("fine-oblique")
     predictor = Predictor.from_model(model, engine="torch", precision="float32")
     whole = predictor.predict(volume)
-    # 56 planes of 880 voxels: 14 slabs of 4 planes (``_slabs`` binds SLAB_VOXELS as its default argument)
-    monkeypatch.setattr(predictor_module._slabs, "__defaults__", (4000,))
-    assert len(predictor_module._slabs(volume.spatial_shape)) == 14
+    # 56 planes of 880 voxels: 14 slabs of 4 planes (``slabs`` binds SLAB_VOXELS as its default argument)
+    monkeypatch.setattr(finish.slabs, "__defaults__", (4000,))
+    assert len(finish.slabs(volume.spatial_shape)) == 14
     slabs = predictor.predict(volume)
     np.testing.assert_allclose(slabs.probabilities, whole.probabilities, atol=1e-5)
     errors = centroid_errors_mm(slabs.labels.array, volume.affine, truth, volume.affine, (1, 2))
