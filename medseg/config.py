@@ -297,7 +297,8 @@ class TrainConfig:
         min_delta: the smallest Dice gain that counts as better.
         grad_clip_norm: clip the gradient norm to this (0 = off).
         max_loss: a loss above this counts as exploding and stops the run.
-        amp: mixed precision when CUDA is used.
+        amp: mixed precision: float16 with loss scaling on CUDA, bfloat16 autocast on a CPU that runs it
+            natively (AVX512-BF16/AMX), float32 otherwise.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         num_workers: data-loader worker processes.
         cache: ``"memory"`` (CacheDataset), ``"disk"`` (PersistentDataset in ``data.cache_dir``) or ``"none"``.

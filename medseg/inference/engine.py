@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from medseg.errors import ConfigError
+from medseg.networks.precision import bfloat16_native
 
 LOGGER = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -62,11 +63,6 @@ class AutocastWindows:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return self.network(batch).float()
-
-
-def bfloat16_native() -> bool:
-    """True when oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

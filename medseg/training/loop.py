@@ -29,6 +29,7 @@ from medseg.config import ExperimentConfig, config_to_dict
 from medseg.errors import ConfigError, MedsegError
 from medseg.networks import build_network, network_geometry
 from medseg.networks.norm_statistics import with_norm_statistics
+from medseg.networks.precision import bfloat16_native
 from medseg.training import distributed
 from medseg.training.checkpoint import (
     capture_rng_state,
@@ -175,6 +176,10 @@ def _train(
     iterations = len(data.train_loader)
     scheduler = build_scheduler(optimizer, settings.max_epochs * iterations, settings.schedule)
     use_amp = settings.amp and context.device.type == "cuda"
+    # On a CPU with native bfloat16 (AVX512-BF16/AMX), train.amp means bfloat16 autocast: ~2x faster steps,
+    # float32 master weights, no loss scaling needed (bfloat16 keeps float32's exponent range).
+    cpu_bfloat16 = settings.amp and context.device.type == "cpu" and bfloat16_native()
+    autocast = use_amp or cpu_bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     state: dict[str, Any] = {"epoch": 0, "global_step": 0, "history": [], "best_dice": -math.inf,
@@ -194,7 +199,7 @@ def _train(
         restore_rng_state(checkpoint["rng"])
     if context.is_main:
         record_start(paths, config, epoch=state["epoch"], device=str(context.device), world_size=context.world_size,
-                     amp=use_amp, tensorboard=tensorboard_available(), fresh=fresh)
+                     amp="bfloat16" if cpu_bfloat16 else use_amp, tensorboard=tensorboard_available(), fresh=fresh)
     trained = DistributedDataParallel(model) if context.distributed else model
     logger = RunLogger(paths.root, data.class_names) if context.is_main else None
 
@@ -223,7 +228,7 @@ def _train(
             started = time.perf_counter()
             losses = []
             for index, batch in enumerate(data.train_loader):
-                loss_tensor = _forward(trained, batch, loss_function, optimizer, context, use_amp)
+                loss_tensor = _forward(trained, batch, loss_function, optimizer, context, autocast)
                 loss = float(loss_tensor.detach())
                 # Checked on every process before backward, so all stop together (DDP) and the
                 # weights never see a non-finite gradient.
@@ -249,7 +254,7 @@ def _train(
                 if context.is_main and data.val_loader is not None:
                     evaluated = with_norm_statistics(model, config.network.norm_statistics, copy_model=True)
                     metrics = validate(evaluated, data.val_loader, geometry, loss_function, data.class_names,
-                                       context.device, settings.sw_overlap, settings.sw_batch_size, use_amp)
+                                       context.device, settings.sw_overlap, settings.sw_batch_size, autocast)
                     row.update(metrics)
                     dice = metrics["val_dice_mean"]
                     if math.isfinite(dice) and dice > state["best_dice"] + settings.min_delta:
@@ -310,13 +315,13 @@ def crop_to_output(label: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 def _forward(
     model: nn.Module, batch: dict[str, Any], loss_function: nn.Module, optimizer: torch.optim.Optimizer,
-    context: distributed.DistContext, use_amp: bool,
+    context: distributed.DistContext, autocast: bool,
 ) -> torch.Tensor:
     """Zero the gradients and compute the loss of one batch (scalar tensor, graph kept)."""
     image = _as_tensor(batch["image"], context.device)
     label = _as_tensor(batch["label"], context.device)
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=context.device.type, enabled=use_amp):
+    with torch.autocast(device_type=context.device.type, enabled=autocast):
         logits = model(image)
     label = crop_to_output(label, tuple(logits.shape[2:]))
     return loss_function(logits.float(), label)
