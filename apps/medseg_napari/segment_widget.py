@@ -29,12 +29,12 @@ from qtpy.QtWidgets import (
 )
 
 from medseg.errors import MedsegError
+from medseg.resources import resources_root
 from medseg_napari._results import ShownResult, jump_to_class, show_result
 
 logger = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("class", "volume (mL)", "mean uncertainty", "QC flags")
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 def model_folders(models_dir: str | Path) -> list[Path]:
@@ -112,7 +112,8 @@ class SegmentWidget(QWidget):
         self.table.cellClicked.connect(lambda row, _column: self.jump_to_row(row))
         self.viewer.layers.events.inserted.connect(self.refresh_scans)
         self.viewer.layers.events.removed.connect(self.refresh_scans)
-        self.set_models_dir(models_dir or DEFAULT_MODELS_DIR)
+        # The bundled models: the source tree's models/ or, installed from a wheel, medseg/_bundled/models.
+        self.set_models_dir(models_dir or resources_root() / "models")
         self.refresh_scans()
 
     # --- choosing ---------------------------------------------------------------------------
