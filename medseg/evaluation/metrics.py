@@ -91,6 +91,21 @@ def _volume_percent(pred_voxels: int, truth_voxels: int) -> float:
     return 0.0 if pred_voxels == 0 else math.nan
 
 
+def _crop_to_union(prediction: np.ndarray, truth: np.ndarray, margin: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Both (I, J, K) masks cut to the bounding box of their union plus ``margin`` voxels.
+
+    Every metric here is unchanged by the cut (nothing of either mask lies outside, and the margin keeps
+    the surfaces off the array's edge), but MONAI's edge and bounding-box steps scale with the whole
+    array: on a 1 mm whole head (182x218x182) they took ~10 s per class before the cut.
+    """
+    union = prediction | truth
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(max(int(present[0]) - margin, 0), int(present[-1]) + margin + 1))
+    return prediction[tuple(box)], truth[tuple(box)]
+
+
 def score_masks(
     prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float], tolerance_mm: float
 ) -> ClassScores:
@@ -123,6 +138,7 @@ def score_masks(
         return ClassScores(dice=1.0, hd95_mm=0.0, surface_dice=1.0, **volumes)
     if not has_pred or not has_truth:
         return ClassScores(dice=0.0, hd95_mm=math.nan, surface_dice=0.0, **volumes)
+    prediction, truth = _crop_to_union(prediction, truth)
     y_pred, y = _one_hot(prediction), _one_hot(truth)
     spacing_list = [float(s) for s in spacing]
     with warnings.catch_warnings():

@@ -28,7 +28,9 @@ Metrics (``score``), with the brain = the reference's (or mask's) non-zero voxel
   in-brain voxels ("all"), and over in-brain voxels at least ``BOUNDARY_MARGIN`` voxels from the
   reference's class boundaries ("away"), where the reference's own partial-volume noise is small;
 * AUROC of the normalised entropy as a detector of voxel errors (``medseg.evaluation.uncertainty.
-  error_auroc``) over all in-brain voxels, and over the "away" voxels.
+  error_auroc``) over all in-brain voxels, and over the "away" voxels;
+* HD95 (mm, symmetric 95th-percentile Hausdorff distance) and normalised surface Dice at
+  ``SURFACE_TOLERANCE_MM`` per class (``medseg.evaluation.metrics.score_labels``, MONAI), and their means.
 
 Distance from a class boundary (``boundary_distance``): in voxel units (not mm, so a 5 mm grid is
 judged in its own voxels), the Euclidean distance from a voxel's centre to the nearest centre of a voxel
@@ -61,6 +63,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.evaluation.calibration import expected_calibration_error
+from medseg.evaluation.metrics import score_labels
 from medseg.evaluation.uncertainty import error_auroc
 from medseg.types import Volume
 
@@ -68,6 +71,7 @@ CLASSES: tuple[int, ...] = (1, 2, 3)
 CLASS_NAMES: tuple[str, ...] = ("CSF", "GM", "WM")
 BOUNDARY_MARGIN = 2.0  # voxels between a voxel and the reference's class boundary for the "away" metrics
 ECE_BINS = 15
+SURFACE_TOLERANCE_MM = 2.0  # one voxel of the 2 mm network grid
 FWHM_PER_SIGMA = 2.3548
 
 # Condition settings (the issue's protocol).
@@ -211,6 +215,19 @@ def confidence_metrics(
     return result
 
 
+def surface_metrics(labels: np.ndarray, reference: np.ndarray, spacing: Sequence[float]) -> dict[str, Any]:
+    """``hd95_mm`` and ``surface_dice`` per class name (plus ``mean``) of (I, J, K) labels vs the reference."""
+    names = dict(zip(CLASSES, CLASS_NAMES))
+    scores = score_labels(labels, reference, spacing, CLASSES, tolerance_mm=SURFACE_TOLERANCE_MM)
+    result: dict[str, Any] = {}
+    for key, attribute in (("hd95_mm", "hd95_mm"), ("surface_dice", "surface_dice")):
+        values = {names[c]: float(getattr(scores[c], attribute)) for c in CLASSES}
+        finite = [v for v in values.values() if math.isfinite(v)]
+        values["mean"] = float(np.mean(finite)) if finite else math.nan
+        result[key] = values
+    return result
+
+
 def score(
     prediction: Any, reference: np.ndarray, brain: np.ndarray, spacing: Sequence[float], *, confidence: bool = True,
 ) -> dict[str, Any]:
@@ -219,6 +236,7 @@ def score(
     result: dict[str, Any] = {"dice": class_dice(labels, reference)}
     result["brain_dice"] = brain_dice(labels, brain)
     result["outside_ml"] = outside_mask_ml(labels, brain, spacing)
+    result.update(surface_metrics(labels, reference, spacing))
     if confidence:
         result.update(confidence_metrics(prediction.probabilities, prediction.uncertainty, labels, reference, brain))
     result["qc_flags"] = list(prediction.qc_flags)
@@ -365,6 +383,7 @@ class CheckSettings:
     real_scans: tuple[str, ...] = ()  # empty: all of medseg.data.real_scans.SOURCES
     sample_dir: str = "data/brain-tissue"
     boundary_margin_voxels: float = BOUNDARY_MARGIN
+    surface_tolerance_mm: float = SURFACE_TOLERANCE_MM
     ece_bins: int = ECE_BINS
     move_degrees: tuple[float, ...] = MOVE_DEGREES
     move_shift_mm: tuple[float, ...] = MOVE_SHIFT_MM
@@ -398,7 +417,9 @@ def _mean_rows(rows: list[dict[str, Any]], condition: str, group: str) -> dict[s
         return float(np.mean(finite)) if finite else math.nan
 
     merged: dict[str, Any] = {"condition": condition, "group": group, "n": len(rows)}
-    merged["dice"] = {k: mean([r["dice"][k] for r in rows]) for k in rows[0]["dice"]}
+    for key in ("dice", "hd95_mm", "surface_dice"):
+        if key in rows[0]:
+            merged[key] = {k: mean([r[key][k] for r in rows]) for k in rows[0][key]}
     for key, value in rows[0].items():
         if key not in merged and isinstance(value, (int, float)) and not isinstance(value, bool):
             merged[key] = mean([r[key] for r in rows])
@@ -748,7 +769,8 @@ def _jsonable(value: Any) -> Any:
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("CSF", "CSF"), ("GM", "GM"), ("WM", "WM"), ("mean", "mean"), ("brain_dice", "brain Dice"),
     ("outside_ml", "outside mL"), ("ece_away", "ECE away"), ("ece_all", "ECE all"), ("auroc_all", "AUROC"),
-    ("auroc_away", "AUROC away"), ("agreement", "agreement"), ("seconds", "s"),
+    ("auroc_away", "AUROC away"), ("hd95_mean", "HD95 mm"), ("nsd_mean", "NSD"), ("agreement", "agreement"),
+    ("seconds", "s"),
 )
 
 
@@ -757,7 +779,7 @@ def _cell(key: str, value: Any) -> str:
         return ""
     if key == "outside_ml":
         return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
-    if key == "seconds":
+    if key in ("seconds", "hd95_mean"):
         return f"{value:.1f}"
     if key.startswith("ece"):
         return f"{value:.3f}"
@@ -769,7 +791,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     header = "| condition | " + " | ".join(title for _, title in COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
     for row in results["rows"]:
-        values = {**row.get("dice", {}), **{k: v for k, v in row.items() if k != "dice"}}
+        values = {**row.get("dice", {}), **{k: v for k, v in row.items() if k != "dice"},
+                  "hd95_mean": row.get("hd95_mm", {}).get("mean"), "nsd_mean": row.get("surface_dice", {}).get("mean")}
         cells = [_cell(key, values.get(key)) for key, _ in COLUMNS]
         lines.append(f"| {row['condition']} | " + " | ".join(cells) + " |")
     for row in results["rows"]:
@@ -803,6 +826,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         "`away_fraction` in checks.json says how many that leaves); 'all' = every "
         "in-brain voxel. AUROC: normalised entropy as a detector of voxel errors, over all in-brain voxels (and "
         "the 'away' ones).",
+        f"- HD95 mm / NSD: means over CSF, GM and WM of the symmetric 95th-percentile Hausdorff distance and the "
+        f"normalised surface Dice at {SURFACE_TOLERANCE_MM:g} mm (per class in checks.json).",
         "- DICOM rows: Dice columns are the DICOM path against the reference; agreement = mean class Dice between "
         "the DICOM and NIfTI predictions on the NIfTI grid (controls in checks.json).",
         "- s: predict wall time on the volume in memory (DICOM: read + predict; timing rows: read + predict + write, "

@@ -16,6 +16,7 @@ from medseg.evaluation.shift_checks import (
     move,
     oblique_grid,
     outside_mask_ml,
+    surface_metrics,
     thick_slices,
 )
 
@@ -39,6 +40,23 @@ def test_outside_mask_ml_counts_tissue_outside_the_mask_in_ml() -> None:
     mask[1] = True  # only the second plane is brain
     assert outside_mask_ml(prediction, mask, (1.0, 2.0, 3.0)) == pytest.approx(3 * 6 / 1000)
     assert outside_mask_ml(prediction, np.ones_like(mask), (1.0, 2.0, 3.0)) == 0.0
+
+
+def test_surface_metrics_measure_a_known_shift_in_mm() -> None:
+    reference = np.zeros((40, 30, 30), np.uint8)
+    reference[5:35, 5:25, 5:25] = 1
+    reference[10:30, 8:22, 8:22] = 2
+    reference[15:25, 11:19, 11:19] = 3
+    shifted = np.roll(reference, 1, axis=0)  # one voxel = 2 mm along i
+    result = surface_metrics(shifted, reference, (2.0, 1.0, 1.0))
+    assert result["hd95_mm"]["mean"] == pytest.approx(2.0)
+    assert result["surface_dice"]["mean"] == pytest.approx(1.0)  # every surface point within the 2 mm tolerance
+    farther = surface_metrics(np.roll(reference, 2, axis=0), reference, (2.0, 1.0, 1.0))
+    assert farther["hd95_mm"]["GM"] == pytest.approx(4.0)
+    assert 0.0 < farther["surface_dice"]["GM"] < 1.0
+    # A whole-head crop (tissue far from everything) gives the same answer as the tight array.
+    padded = np.pad(reference, 20), np.pad(shifted, 20)
+    assert surface_metrics(padded[1], padded[0], (2.0, 1.0, 1.0))["hd95_mm"] == result["hd95_mm"]
 
 
 def test_boundary_distance_is_half_a_voxel_less_than_the_nearest_other_class() -> None:
