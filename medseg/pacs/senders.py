@@ -3,8 +3,8 @@
 A target names its kind by its form (``SENDER_SPECS`` in order, the first whose ``matches`` accepts it):
 
 * ``dicomweb``: ``http(s)://HOST/.../dicom-web`` (a DICOMweb root): STOW-RS (``medseg.pacs.dicomweb``).
-* DIMSE C-STORE (``AE@HOST:PORT``) is added by the DICOM node's module (``medseg.pacs.dimse``) as a
-  spec in ``_SPECS`` below.
+* ``dimse``: ``AE@HOST:PORT`` (a DICOM node): C-STORE (``medseg.pacs.dimse_sender``; the calling AE
+  title is ``MEDSEG`` unless the caller sets ``sender.calling_ae``, as ``medseg listen`` does).
 
 A sender is built once per target (``build_sender(target, credentials)``) and sends the files of
 one study per call (``sender.send(paths, study_uid)`` -> number of instances stored); it raises
@@ -73,9 +73,20 @@ def _is_http(target: str) -> bool:
     return target.lower().startswith(("http://", "https://"))
 
 
+def _is_dimse(target: str) -> bool:
+    return "@" in target and not _is_http(target)
+
+
+def _dimse_sender(target: str, credentials: Credentials | None) -> Sender:
+    from medseg.pacs.dimse_sender import CStoreSender  # lazy: pynetdicom only when used
+
+    return CStoreSender(target)
+
+
 _SPECS: dict[str, SenderSpec] = {spec.name: spec for spec in (
     SenderSpec("dicomweb", "http(s)://HOST[:PORT]/PATH (a DICOMweb root)", _is_http,
                lambda target, credentials: DicomwebSender(target, credentials)),
+    SenderSpec("dimse", "AE@HOST:PORT (C-STORE to a DICOM node)", _is_dimse, _dimse_sender),
 )}
 
 
