@@ -143,6 +143,7 @@ class StorageNode:
         try:
             self.queue = SeriesQueue(self.folder)
             adopted = self._adopt_orphans()
+            self._remove_sent_objects()
             redone = self.queue.recover()
             if adopted or redone:
                 LOGGER.info("restart: %d series adopted, %d series to segment again", len(adopted), len(redone))
@@ -289,6 +290,13 @@ class StorageNode:
         return write_node_report(self.folder, report)
 
     # --- restart -------------------------------------------------------------------------
+
+    def _remove_sent_objects(self) -> None:
+        """Received objects of sent series still on disk (killed between the mark and the deletion): deleted."""
+        assert self.queue is not None
+        for row in self.queue.rows():
+            if row.state == "sent" and (self.folder / INCOMING / row.key).exists():
+                shutil.rmtree(self.folder / INCOMING / row.key, ignore_errors=True)
 
     def _adopt_orphans(self) -> list[str]:
         """Incoming folders with objects but no queue row (killed between writing and recording): queued again."""

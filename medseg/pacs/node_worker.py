@@ -80,6 +80,8 @@ def segment_series(row: SeriesRow, folder: Path, predictor: Any, settings: CaseS
     plan = plans[0]
     entry = run_case(plan, predictor, settings)
     entry = {**entry, "outputs": case_outputs(entry)}
+    if entry["status"] == "skipped-complete":  # done before a restart: its outputs are this series' result
+        entry.update(status="ok", resumed=True)
     if entry["status"] == "failed":
         return SeriesOutcome(entry, plan.case_id, None, f"{entry.get('stage', 'predict')}: {entry.get('reason', '')}")
     seg = folder / plan.case_id / DICOM_SEG_FILE
