@@ -1,7 +1,12 @@
 """`medseg predict`: segment every scan under INPUT with a model folder.
 
     medseg predict INPUT --model MODEL --out OUT_DIR [--uncertainty] [--probabilities] [--tta]
-                   [--workers N] [--device cpu|cuda] [--no-progress]
+                   [--workers N] [--device cpu|cuda] [--no-progress] [--rtstruct]
+    medseg predict URL [URL ...] --model MODEL --out OUT_DIR [--send-to ROOT_URL] [--credentials FILE] ...
+
+URL is a study on a DICOMweb server, ``http(s)://HOST/.../studies/<StudyInstanceUID>``: it is retrieved
+into OUT/studies/ and predicted like a local study (``medseg.inference.pacs_batch``); ``--send-to``
+stores the DICOM-SEG (and RTSTRUCT) back into the study.
 
 MODEL is a model folder or the name of a shipped one (`medseg models`: brain-tissue-unet).
 Multi-process over machines or GPUs: ``torchrun --nproc_per_node N -m medseg predict ...``.
@@ -24,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "case.json and a completion record. OUT/report.json lists every case with its status, QC flags, "
         "volumes and timings. Case ids are pseudonymous. Rerunning skips complete cases and redoes the rest.",
     )
-    parser.add_argument("input", type=Path, metavar="INPUT", help="scan file, DICOM series folder or study root")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="scan file, DICOM series folder or study root; or one or more DICOMweb study URLs "
+                        "http(s)://HOST/.../studies/<StudyInstanceUID>")
     parser.add_argument("--model", type=Path, required=True, metavar="MODEL",
                         help="model folder, or the name of a shipped model (`medseg models`)")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
@@ -40,19 +47,64 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="load the folder's TorchScript/ONNX export even if your medseg did not make it; loading "
                         "an export runs code from it, so only for folders from a source you trust")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--rtstruct", action="store_true",
+                        help="also write rtstruct.dcm, an RT Structure Set of the predicted structures (DICOM series)")
+    parser.add_argument("--send-to", metavar="ROOT_URL", default=None,
+                        help="store each case's DICOM-SEG (and RTSTRUCT) into its study on this DICOMweb server "
+                        "(http(s)://HOST/.../dicom-web; STOW-RS)")
+    parser.add_argument("--credentials", type=Path, metavar="FILE", default=None,
+                        help="JSON/YAML file with username and password, or token, for the DICOMweb server(s); "
+                        "must be readable by you only (chmod 600); never printed")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the batch, print a summary and the failed cases; 1 when any case failed."""
+    """Run the batch, print a summary and the failed cases; 1 when any case (or study) failed."""
+    from medseg.errors import InputError
     from medseg.inference.batch import run_batch
+    from medseg.inference.pacs_batch import run_pacs_batch, send_local_results
+    from medseg.pacs.credentials import read_optional_credentials
+    from medseg.pacs.dicomweb import is_dicomweb_url
     from medseg.resources import resolve
 
-    result = run_batch(args.input, resolve("model", args.model), args.out, uncertainty=args.uncertainty,
-                       runtime=args.runtime, probabilities=args.probabilities, tta=args.tta, workers=args.workers,
-                       device=args.device, progress=not args.no_progress, trust_export=args.trust_export)
+    urls = [text for text in args.inputs if is_dicomweb_url(text)]
+    if urls and len(urls) != len(args.inputs):
+        raise InputError(args.inputs[0], "give either study URLs or one local INPUT, not both", "run them apart")
+    if not urls and len(args.inputs) > 1:
+        raise InputError(args.inputs[1], "one local INPUT at a time (a folder of studies is searched recursively)",
+                         "give the folder that holds them")
+    credentials = read_optional_credentials(args.credentials)
+    options = dict(uncertainty=args.uncertainty, runtime=args.runtime, probabilities=args.probabilities, tta=args.tta,
+                   workers=args.workers, device=args.device, progress=not args.no_progress,
+                   trust_export=args.trust_export, rtstruct=args.rtstruct)
+    model = resolve("model", args.model)
+    if urls:
+        pacs = run_pacs_batch(urls, model, args.out, credentials=credentials, send_to=args.send_to, **options)
+        if pacs.batch is not None:
+            _print_cases(pacs.batch)
+        for study in pacs.studies:
+            if study["status"] == "ok":
+                sent = f", {study['sent_instances']} object(s) sent" if "sent_instances" in study else ""
+                print(f"study {study['study_uid']}: {len(study['case_ids'])} case(s){sent}, "
+                      f"round trip {study['round_trip_s']:.1f} s")
+            else:
+                print(f"FAILED study {study['url']} at {study['stage']}: {study['reason']}")
+        print(f"report: {pacs.report_path}")
+        return 0 if pacs.succeeded else 1
+    result = run_batch(args.inputs[0], model, args.out, **options)
     if result.report_path is None:  # torchrun rank > 0: rank 0 reports
         return 0 if result.succeeded else 1
+    code = _print_cases(result)
+    if args.send_to:
+        for sent in send_local_results(result, args.send_to, credentials):
+            if sent["status"] != "ok":
+                print(f"FAILED sending {sent['case_id']}: {sent['reason']}")
+                code = 1
+    return code
+
+
+def _print_cases(result) -> int:  # noqa: ANN001 - a medseg.inference.batch.BatchResult
+    """Print the failed cases and a summary; 1 when any case failed."""
     for case in result.cases:
         if case["status"] == "failed":
             print(f"FAILED {case['input']} -> {case['case_id']} at {case['stage']}: {case['reason']}")

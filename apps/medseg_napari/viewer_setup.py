@@ -40,18 +40,20 @@ class ReadingRoom:
 
 def set_up_reading_room(
     viewer: Any, scan: str | Path | None = None, *, pred_dir: str | Path | None = None,
-    model_dir: str | Path | None = None, study: str | Path | None = None,
+    model_dir: str | Path | None = None, study: str | Path | None = None, sender: Any = None,
 ) -> ReadingRoom:
     """Dock the views and docks; open ``scan`` and/or the worklist of ``pred_dir``.
 
     With ``pred_dir`` the worklist opens at its first case; ``study`` (or ``scan`` when it is a
     folder) is the input root the cases' paths start from, where DICOM series are found again
     (and their names and descriptions read, for the screen only). Without ``pred_dir``, ``scan``
-    is opened alone.
+    is opened alone. ``sender`` (a ``medseg.review.corrected_seg.Sender``, e.g.
+    ``medseg.review.pacs_sender.PacsReviewSender``) receives each corrected DICOM-SEG.
     """
     views = OrthoViews(viewer)
     views.dock = viewer.window.add_dock_widget(views, name="medseg views", area="bottom")
     review = ReviewWidget(viewer)
+    review.sender = sender
     if model_dir is not None:
         review.segment.add_model(model_dir)
     edit = EditWidget(viewer, views)
@@ -78,7 +80,8 @@ def set_up_reading_room(
 
 def set_up_viewer(
     viewer: Any, scan: str | Path | None = None, *, pred_dir: str | Path | None = None,
-    model_dir: str | Path | None = None, study: str | Path | None = None,
+    model_dir: str | Path | None = None, study: str | Path | None = None, sender: Any = None,
 ) -> ReviewWidget:
     """``set_up_reading_room``, returning the Review dock (the earlier interface)."""
-    return set_up_reading_room(viewer, scan, pred_dir=pred_dir, model_dir=model_dir, study=study).review
+    return set_up_reading_room(viewer, scan, pred_dir=pred_dir, model_dir=model_dir, study=study,
+                               sender=sender).review

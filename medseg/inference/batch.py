@@ -84,41 +84,47 @@ class BatchResult:
         return self.count("failed") == 0
 
 
-def plan_cases(input_path: str | Path, out_dir: str | Path,
+def plan_cases(input_path: str | Path | Sequence[Path], out_dir: str | Path,
                channels: int = 1) -> tuple[list[CasePlan], list[dict[str, Any]]]:
     """The cases under ``input_path`` (searched recursively) and the files that are not scans,
     counted per reason (``[{"reason", "count"}]``: names of files beside DICOM may identify patients).
 
+    ``input_path`` may also be a list of roots (the study folders of a PACS batch), searched in order.
     ``out_dir`` (an output folder placed inside the input) is not searched. With ``channels`` > 1,
     ``CASE_0000`` .. files of one case are one case (``medseg.inference.channel_files``).
 
     Raises:
         InputError: the input does not exist, holds no scan, or two scans collide on one case id.
     """
-    root = Path(input_path)
-    discovery = discover(root, exclude=Path(out_dir))
+    roots = [Path(path) for path in input_path] if isinstance(input_path, (list, tuple)) else [Path(input_path)]
     plans = []
-    for source in group_channel_files(discovery.sources, channels):
-        relative = relative_input(source.path, root)
-        plans.append(CasePlan(case_id(relative, source.series_uid), relative, source, root))
-    ignored = ignored_summary(discovery)
+    counts: dict[str, int] = {}
+    for root in roots:
+        discovery = discover(root, exclude=Path(out_dir))
+        for source in group_channel_files(discovery.sources, channels):
+            relative = relative_input(source.path, root)
+            plans.append(CasePlan(case_id(relative, source.series_uid), relative, source, root))
+        for reason, count in (discovery.skipped_counts or {}).items():
+            counts[reason] = counts.get(reason, 0) + count
+    ignored = ignored_summary(counts)
+    shown = roots[0] if len(roots) == 1 else Path(os.path.commonpath([str(root) for root in roots]))
     if not plans:
         example = f" (e.g. {ignored[0]['count']} file(s): {ignored[0]['reason']})" if ignored else ""
-        raise InputError(root, f"no scan found{example}",
+        raise InputError(shown, f"no scan found{example}",
                          "give a scan file, a DICOM series folder or a folder of studies")
-    check_unique([plan.case_id for plan in plans], root)
+    check_unique([plan.case_id for plan in plans], shown)
     return plans, ignored
 
 
-def ignored_summary(discovery: Discovery) -> list[dict[str, Any]]:
-    """Skipped files as ``{"reason", "count"}``, most frequent first."""
-    counts = discovery.skipped_counts or {}
+def ignored_summary(discovery: Discovery | dict[str, int]) -> list[dict[str, Any]]:
+    """Skipped files as ``{"reason", "count"}``, most frequent first (from a discovery or counts per reason)."""
+    counts = (discovery if isinstance(discovery, dict) else discovery.skipped_counts) or {}
     return [{"reason": reason, "count": count}
             for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def run_batch(
-    input_path: str | Path,
+    input_path: str | Path | Sequence[Path],
     model_dir: str | Path,
     out_dir: str | Path,
     *,
@@ -131,11 +137,13 @@ def run_batch(
     predictor: Any = None,
     runtime: str = "torch",
     trust_export: bool = False,
+    rtstruct: bool = False,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` with the model in ``model_dir``; write ``out_dir``.
 
     Args:
-        input_path: a scan file, a DICOM series folder, or a study root (searched recursively).
+        input_path: a scan file, a DICOM series folder, or a study root (searched recursively); or a list
+            of study folders (``medseg.inference.pacs_batch``).
         model_dir: a model folder (``medseg.inference.model_folder``).
         out_dir: the output folder (created).
         uncertainty: also write ``uncertainty.nii.gz`` per case.
@@ -147,6 +155,7 @@ def run_batch(
         predictor: an already loaded Predictor of ``model_dir`` to use when ``workers == 1``.
         runtime: ``"torch"``, or the model folder's ``"torchscript"`` / ``"onnx"`` export.
         trust_export: load an export this user's medseg did not make (``medseg.research.export_trust``).
+        rtstruct: also write ``rtstruct.dcm`` per DICOM series case (other cases fail with the reason).
 
     Returns:
         BatchResult; ``succeeded`` is False when any case failed.
@@ -169,7 +178,8 @@ def run_batch(
     try:
         return _run_locked(plans, ignored, input_path, model_dir, out, predictor, rank, world_size, started,
                            uncertainty=uncertainty, probabilities=probabilities, tta=tta, workers=workers,
-                           device=device, progress=progress, runtime=runtime, trust_export=trust_export)
+                           device=device, progress=progress, runtime=runtime, trust_export=trust_export,
+                           rtstruct=rtstruct)
     finally:
         if lock is not None:
             lock.release()
@@ -178,7 +188,7 @@ def run_batch(
 def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path: str | Path,
                 model_dir: str | Path, out: Path, predictor: Any, rank: int, world_size: int, started: float, *,
                 uncertainty: bool, probabilities: bool, tta: bool, workers: int, device: str, progress: bool,
-                runtime: str, trust_export: bool) -> BatchResult:
+                runtime: str, trust_export: bool, rtstruct: bool = False) -> BatchResult:
     """The batch once ``out`` is locked (see ``run_batch``)."""
     from medseg.inference.predictor import Predictor  # lazy: torch and MONAI are heavy
 
@@ -187,7 +197,8 @@ def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path
         predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta,
                                          runtime=runtime, trust_export=trust_export)
     settings = CaseSettings(out_dir=out, model_sha256=completion.folder_sha256(model_dir),
-                            uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime)
+                            uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime,
+                            rtstruct=rtstruct)
     mine = plans[rank::world_size]
     bar = tqdm(total=len(mine), desc="medseg predict", unit="case", disable=not progress, dynamic_ncols=True)
     try:
@@ -202,7 +213,7 @@ def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path
         bar.close()
     ordered = [_report_entry(entries[plan.case_id]) for plan in mine]
     options = {"uncertainty": uncertainty, "probabilities": probabilities, "tta": tta, "workers": workers,
-               "device": device, "world_size": world_size}
+               "device": device, "world_size": world_size, "rtstruct": rtstruct}
     if world_size > 1:
         ordered = _merge_ranks(out, rank, world_size, ordered, [plan.case_id for plan in plans])
         if rank != 0:

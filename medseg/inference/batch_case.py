@@ -4,6 +4,8 @@ Outputs in ``OUT/<case_id>/`` (each written atomically, ``complete.json`` last):
 
 * ``seg.nii.gz``: labels on the source grid (``medseg.io.write_labels``);
 * ``seg.dcm``: a DICOM-SEG referencing the source series, for DICOM input;
+* ``rtstruct.dcm``: an RT Structure Set of the predicted structures referencing the source series,
+  when asked (``--rtstruct``; single-frame DICOM series only: other cases fail with the reason);
 * ``uncertainty.nii.gz``: (I, J, K) float32 predictive entropy / log(C), when asked;
 * ``probabilities.nii.gz``: (I, J, K, C) float32 calibrated softmax, when asked (the layout
   ``medseg evaluate`` reads);
@@ -44,10 +46,11 @@ from medseg.types import Volume
 LOGGER = logging.getLogger(__name__)
 SEG_FILE = "seg.nii.gz"
 DICOM_SEG_FILE = "seg.dcm"
+RTSTRUCT_FILE = "rtstruct.dcm"
 UNCERTAINTY_FILE = "uncertainty.nii.gz"
 PROBABILITIES_FILE = "probabilities.nii.gz"
 CASE_FILE = "case.json"
-OUTPUT_FILES = (SEG_FILE, DICOM_SEG_FILE, UNCERTAINTY_FILE, PROBABILITIES_FILE, CASE_FILE)
+OUTPUT_FILES = (SEG_FILE, DICOM_SEG_FILE, RTSTRUCT_FILE, UNCERTAINTY_FILE, PROBABILITIES_FILE, CASE_FILE)
 DICOM_KINDS = ("dicom-series", "dicom-enhanced")
 # Kinds whose paths may carry patient names (PACS exports): never written to travelling files.
 PRIVATE_KINDS = (*DICOM_KINDS, "dicom-file")
@@ -97,6 +100,7 @@ class CaseSettings:
         probabilities: write ``probabilities.nii.gz``.
         tta: mirror test-time augmentation (recorded: it changes the outputs).
         runtime: ``"torch"``, ``"torchscript"`` or ``"onnx"`` (recorded: it changes the outputs).
+        rtstruct: write ``rtstruct.dcm`` (DICOM series only).
     """
 
     out_dir: Path
@@ -105,13 +109,17 @@ class CaseSettings:
     probabilities: bool = False
     tta: bool = False
     runtime: str = "torch"
+    rtstruct: bool = False
 
     def options(self, dicom: bool) -> dict[str, Any]:
         """The output-changing settings kept in the completion record."""
         from medseg import __version__
 
-        return {"uncertainty": self.uncertainty, "probabilities": self.probabilities, "tta": self.tta, "runtime": self.runtime,
-                "dicom_seg": dicom, "medseg": __version__}
+        options = {"uncertainty": self.uncertainty, "probabilities": self.probabilities, "tta": self.tta,
+                   "runtime": self.runtime, "dicom_seg": dicom, "medseg": __version__}
+        if self.rtstruct:  # only when asked: records of earlier runs without the option stay complete
+            options["rtstruct"] = True
+        return options
 
 
 class CaseError(Exception):
@@ -167,6 +175,9 @@ def run_case(plan: CasePlan, predictor: Any, settings: CaseSettings) -> dict[str
         if skipped is not None:
             return skipped
         _timed(timings, "prepare", lambda: _prepare_folder(case_dir))
+        if settings.rtstruct and plan.source.kind != "dicom-series":
+            raise CaseError("read", f"--rtstruct needs a single-frame DICOM series; this scan is {plan.source.kind} "
+                            "(hint: leave out --rtstruct for it; its labels and DICOM-SEG need no RTSTRUCT)")
         volume = _timed(timings, "read", lambda: _read(plan.source, predictor))
         entry.update(shape=list(volume.spatial_shape), spacing_mm=[round(s, 4) for s in volume.spacing],
                      orientation=volume.orientation)
@@ -265,6 +276,11 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
 
         write_dicom_seg(prediction.labels, case_dir / DICOM_SEG_FILE, volume, tuple(predictor.class_names))
         written.append(DICOM_SEG_FILE)
+    if settings.rtstruct:
+        from medseg.io.rtstruct import write_rtstruct
+
+        write_rtstruct(prediction.labels, case_dir / RTSTRUCT_FILE, volume, tuple(predictor.class_names))
+        written.append(RTSTRUCT_FILE)
     if settings.uncertainty:
         write_float_map(prediction.uncertainty, case_dir / UNCERTAINTY_FILE, volume.affine)
         written.append(UNCERTAINTY_FILE)

@@ -112,7 +112,7 @@ def write_rtstruct(
     for number in range(1, len(class_names)):
         contours = []
         for k, header in enumerate(headers):
-            plane = array[:, ::-1, k].T == number  # (Rows, Columns), rows top-down
+            plane = number == array[:, ::-1, k].T  # (Rows, Columns), rows top-down
             if plane.any():
                 contours.extend((header, _to_patient(contour, header)) for contour in plane_contours(plane))
         rois.append((number, str(class_names[number])[:64], contours))

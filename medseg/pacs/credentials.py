@@ -74,3 +74,8 @@ def read_credentials(path: str | Path) -> Credentials:
     if not token and not (username and password):
         raise ConfigError(f"{path}: give both username and password, or a token")
     return Credentials(username=username, password=password, token=token)
+
+
+def read_optional_credentials(path: str | Path | None) -> Credentials | None:
+    """``read_credentials(path)``, or None without a file."""
+    return None if path is None else read_credentials(path)

@@ -12,8 +12,7 @@ from orthanc_server import PASSWORD, USERNAME
 from medseg.errors import ConfigError
 from medseg.io.dicom_export import write_dicom_series
 from medseg.pacs.credentials import Credentials, read_credentials
-from medseg.pacs.dicomweb import (PacsError, StudyURL, make_session, parse_study_url, retrieve_study,
-                                  store_files)
+from medseg.pacs.dicomweb import PacsError, StudyURL, make_session, parse_study_url, retrieve_study, store_files
 from medseg.pacs.senders import build_sender
 
 
