@@ -160,9 +160,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from medseg.inference.fast_window import foreground_box, grow_box, window_starts
     from medseg.inference.predictor import Predictor, window_count
     from medseg.inference.preprocess import preprocess_volume
+    from medseg.windows import whole_volume
+    from medseg.windows.plans import divisor
 
     shape = tuple(spec["shape"])
     big = spec.get("ct", False)
@@ -170,26 +171,32 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     warm = head_volume((128, 128, 128)) if not big else None
     predictor = Predictor.from_model(spec["model"], **spec.get("options", {}))
     result: dict[str, Any] = {}
-    if spec["method"] == "monai":
-        network = predictor.network
+    if spec["method"] in ("monai", "monai-bf16", "floor"):
+        network = predictor.model.build_network()  # unfused, as a MONAI user has it
+        autocast = spec["method"] != "monai"
 
         def run(item: Any) -> tuple[np.ndarray, float]:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 image = preprocess_volume(item, predictor.config)
                 mark = time.perf_counter()
-                logits = sliding_window_inference(
-                    image.as_tensor()[None], roi_size=BASELINE["roi"], sw_batch_size=BASELINE["sw_batch_size"],
-                    predictor=network, overlap=BASELINE["overlap"], mode=BASELINE["mode"],
-                )
+                if spec["method"] == "floor":  # one whole-volume forward
+                    step = divisor(predictor.config.network, predictor.geometry)
+                    logits = whole_volume(image.as_tensor(), network, step).logits()[None]
+                else:
+                    logits = sliding_window_inference(
+                        image.as_tensor()[None], roi_size=BASELINE["roi"], sw_batch_size=BASELINE["sw_batch_size"],
+                        predictor=network, overlap=BASELINE["overlap"], mode=BASELINE["mode"],
+                    )
                 network_seconds = time.perf_counter() - mark
-                return logits[0].argmax(dim=0).to(torch.uint8).numpy(), network_seconds
+                return logits[0].float().argmax(dim=0).to(torch.uint8).numpy(), network_seconds
 
         run(warm)
         start = time.perf_counter()
         mask, network_seconds = run(volume)
         result["seconds"] = time.perf_counter() - start
         result["network_seconds"] = network_seconds
-        result["windows"] = window_count(shape, BASELINE["roi"], BASELINE["overlap"])
+        floor = spec["method"] == "floor"
+        result["windows"] = 1 if floor else window_count(shape, BASELINE["roi"], BASELINE["overlap"])
     else:
         if warm is not None:
             predictor.predict(warm)
@@ -202,12 +209,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         del prediction
         with torch.inference_mode():
             image = preprocess_volume(volume, predictor.config)
-        window = predictor.geometry.infer_window
-        box = foreground_box(image, 16) if predictor.crop_foreground else None
-        box = grow_box(box or tuple(slice(0, n) for n in image.shape[1:]), image.shape[1:], window)
-        result["crop_fraction"] = round(float(np.prod([s.stop - s.start for s in box]) / np.prod(image.shape[1:])), 3)
-        counts = [len(window_starts(max(s.stop - s.start, w), w, predictor.overlap)) for s, w in zip(box, window)]
-        result["windows"] = int(np.prod(counts))
+        plan = predictor.plan_for(tuple(image.shape[1:]))
+        result["plan"] = plan.kind
+        result["windows"] = plan.forwards
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if spec.get("mask"):
         np.save(spec["mask"], mask)
@@ -255,7 +259,8 @@ def measure(name: str, model: Path, shape: tuple[int, ...], methods: dict[str, d
     masks = {m: folder / f"{name}-{'x'.join(map(str, shape))}-{m}.npy" for m in methods}
     for _ in range(repeats):
         for method, options in methods.items():
-            spec = {"model": str(model), "shape": list(shape), "method": "monai" if method == "monai" else "medseg",
+            kind = method if method in ("monai", "monai-bf16", "floor") else "medseg"
+            spec = {"model": str(model), "shape": list(shape), "method": kind,
                     "options": options, "mask": str(masks[method])}
             runs[method].append(run_child(spec))
             print(f"  {name} {'x'.join(map(str, shape))} {method}: {runs[method][-1]['seconds']:.2f} s", flush=True)
@@ -268,7 +273,7 @@ def measure(name: str, model: Path, shape: tuple[int, ...], methods: dict[str, d
             "network_seconds_median": round(statistics.median(r["network_seconds"] for r in items), 3),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in items),
             "windows": items[-1]["windows"],
-            **({"timings": items[-1]["timings"], "crop_fraction": items[-1]["crop_fraction"]}
+            **({"timings": items[-1]["timings"], "plan": items[-1]["plan"]}
                if "timings" in items[-1] else {}),
         }
         if method != "monai":
@@ -299,7 +304,7 @@ def main() -> None:
         folder = Path(temporary)
         models = model_folders(folder)
         flops = {name: flops_per_window(models[name]) for name in args.networks}
-        methods: dict[str, dict[str, Any]] = {"monai": {}, "medseg": {}}
+        methods: dict[str, dict[str, Any]] = {"monai": {}, "monai-bf16": {}, "floor": {}, "medseg": {}}
         shapes = SHAPES[:2] if args.quick else SHAPES
         for name in args.networks:
             for shape in shapes:
@@ -307,7 +312,7 @@ def main() -> None:
                 if args.variants and shape == (256, 256, 128):
                     chosen.update({"medseg-fp32-onnxruntime": {"precision": "float32"},
                                    "medseg-fp32-torch": {"precision": "float32", "engine": "torch"},
-                                   "medseg-crop": {"crop_foreground": True}})
+                                   "medseg-windows": {"window_plan": "windows"}})
                 row = measure(name, models[name], shape, chosen, args.repeats, folder)
                 for method in chosen:
                     part = row[method]

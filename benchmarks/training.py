@@ -8,7 +8,7 @@ not counted (cache filling, oneDNN primitives). Needs the sample: ``medseg sampl
 --out data/brain-tissue``.
 
 Usage:
-    python benchmarks/training.py [--iterations 20] [--warmup 3]
+    python benchmarks/training.py [--iterations 20] [--warmup 3] [--presets brain-tissue-deepmedic]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def measure(preset: str, iterations: int, warmup: int) -> dict[str, Any]:
 
     from medseg.config import load_experiment
     from medseg.networks import build_network, network_geometry
+    from medseg.networks.precision import bfloat16_native
     from medseg.training.data import prepare_data
     from medseg.training.distributed import DistContext
     from medseg.training.loop import crop_to_output
@@ -52,6 +53,7 @@ def measure(preset: str, iterations: int, warmup: int) -> dict[str, Any]:
         model = build_network(config.network).train()
         loss_function = build_loss(config.loss, config.network.out_channels)
         optimizer = build_optimizer(model.parameters(), config.train.optimizer)
+        autocast = config.train.amp and bfloat16_native()  # as the training loop on this CPU
         waits, steps = [], []
         batches = iter(())
         while len(steps) < iterations + warmup:
@@ -66,7 +68,8 @@ def measure(preset: str, iterations: int, warmup: int) -> dict[str, Any]:
             image = torch.as_tensor(batch["image"]).as_subclass(torch.Tensor)
             label = torch.as_tensor(batch["label"]).as_subclass(torch.Tensor)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(image)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model(image)
             loss = loss_function(logits.float(), crop_to_output(label, tuple(logits.shape[2:])))
             loss.backward()
             optimizer.step()
@@ -86,6 +89,8 @@ def measure(preset: str, iterations: int, warmup: int) -> dict[str, Any]:
         "setup_seconds": round(setup_seconds, 2),
         "num_workers": config.train.num_workers,
         "cache": config.train.cache,
+        "bfloat16": autocast,
+        "synthetic_stream": config.data.synth.enabled,
     }
 
 
@@ -94,14 +99,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), help="presets by name (default: both)")
     args = parser.parse_args()
     facts = machine()
-    rows = [measure(preset, args.iterations, args.warmup) for preset in PRESETS]
+    rows = [measure(preset, args.iterations, args.warmup) for preset in args.presets]
     table = markdown_table(
-        ["preset", "patch", "batch", "it/s", "median step s", "waiting for data", "workers", "cache"],
+        ["preset", "patch", "batch", "it/s", "median step s", "waiting for data", "workers", "cache", "bf16",
+         "synthetic stream"],
         [[r["preset"], "x".join(map(str, r["patch"])), r["batch_size"], r["iterations_per_second"],
-          r["median_step_seconds"], f"{100 * r['data_wait_fraction']:.1f} %", r["num_workers"], r["cache"]]
-         for r in rows],
+          r["median_step_seconds"], f"{100 * r['data_wait_fraction']:.1f} %", r["num_workers"], r["cache"],
+          r["bfloat16"], r["synthetic_stream"]] for r in rows],
     )
     print(table)
     payload = {"benchmark": "training", "machine": facts, "load_average_end": machine()["load_average"], "rows": rows}

@@ -31,7 +31,7 @@ from medseg.inference.model_card import ModelCard, check_card_fits, read_card, w
 from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
 from medseg.networks.norm_statistics import with_norm_statistics
-from medseg.training.checkpoint import torch_load_safely
+from medseg.networks.weights import torch_load_safely
 
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"

@@ -3,12 +3,14 @@
 Steps of ``Predictor.predict(volume)``:
 
 1. preprocessing exactly as the config's infer chain (orientation, spacing, normalisation);
-2. sliding-window probabilities, optionally with mirror test-time augmentation: the identity and
-   one flip along each spatial axis (4 passes), softmax probabilities averaged. By default
-   (``fast=True``, same-size networks) ``medseg.inference.fast_window``: windows over the
-   foreground box only, run by onnxruntime when available (``medseg.inference.engine``),
-   probabilities streamed into a float16 accumulator; ``fast=False`` (and DeepMedic) use MONAI's
-   ``sliding_window_inference`` on logits (DeepMedic by exact valid-convolution windows);
+2. the network over the scan by the model's window plan (``medseg.windows``, the runner validation
+   uses too): one whole-volume forward for networks whose answer does not depend on where windows
+   fall (batch norm folded into the convolutions where it uses running averages), Gaussian-blended
+   windows for instance-norm networks, aligned segments for DeepMedic, within a memory budget; run
+   in bfloat16 where the CPU has it, or by onnxruntime in float32 (``medseg.inference.engine``);
+   optionally with mirror test-time augmentation: the identity and one flip along each spatial axis
+   (4 passes), softmax probabilities averaged. ``fast=False`` is MONAI's ``sliding_window_inference``
+   on logits (plan ``"monai"``, the reference);
 3. temperature scaling from ``calibration.json``: softmax(logits / T);
 4. probabilities resampled from the network's grid to the SOURCE grid (MONAI ``SpatialResample``
    to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
@@ -32,9 +34,6 @@ from torch import nn
 from medseg.config import ExperimentConfig
 from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
-
-RUNTIMES = ("torch", "torchscript", "onnx")
-from medseg.inference.fast_window import WindowBlend, blend_windows
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
@@ -46,10 +45,12 @@ from medseg.inference.postprocess import (
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
-from medseg.networks import NetworkGeometry, network_geometry
-from medseg.training.validation import predict_volume
+from medseg.networks import NetworkGeometry, fusion, network_geometry
 from medseg.types import LabelVolume, Volume
+from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
+from medseg.windows.run import PlanResult
 
+RUNTIMES = ("torch", "torchscript", "onnx")
 ProgressCallback = Callable[[float], None]
 CancelCallback = Callable[[], bool]
 # Share of the progress bar per stage: preprocessing, network passes, the rest.
@@ -94,23 +95,6 @@ def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float
     return count
 
 
-class _Watched(nn.Module):
-    """The network, reporting each window batch to ``progress`` and checking ``cancel`` before it."""
-
-    def __init__(self, network: nn.Module, cancel: CancelCallback | None, tick: Callable[[], None]) -> None:
-        super().__init__()
-        self.network = network
-        self.cancel = cancel
-        self.tick = tick
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cancel is not None and self.cancel():
-            raise Cancelled("inference cancelled")
-        out = self.network(x)
-        self.tick()
-        return out
-
-
 class Predictor:
     """A model folder ready to segment scans.
 
@@ -122,11 +106,15 @@ class Predictor:
         sw_batch_size: windows per network call.
         largest_component: override the card's largest-connected-component setting.
         min_component_ml: override the card's small-component threshold (mL).
-        fast: the fast window path (``medseg.inference.fast_window``) for same-size networks;
-            False gives MONAI's ``sliding_window_inference`` on logits, as before.
-        engine: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (``medseg.inference.engine``; fast path only).
-        crop_foreground: fast path: run windows over the foreground box only.
-        precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (``medseg.inference.engine``; fast path only).
+        fast: False: MONAI's ``sliding_window_inference`` on logits (plan ``"monai"``), whatever ``window_plan``.
+        engine: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (``medseg.inference.engine``).
+        crop_foreground: plan ``"windows"``: run windows over the foreground box only.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (``medseg.inference.engine``).
+        window_plan: ``"auto"`` (the model's plan: ``medseg.windows.auto_plan_name``), ``"windows"``,
+            ``"whole"``, ``"segments"`` or ``"monai"``.
+        memory_budget_gb: peak-memory budget of the window runner in GiB (default
+            ``medseg.windows.DEFAULT_BUDGET_BYTES``): larger scans get smaller windows or segments.
+        fold_batch_norm: fold batch norm with running averages into the convolutions (exact).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
         trust_export: load the export even when this user's medseg did not make it
@@ -149,6 +137,9 @@ class Predictor:
         precision: str = "auto",
         runtime: str = "torch",
         trust_export: bool = False,
+        window_plan: str = "auto",
+        memory_budget_gb: float | None = None,
+        fold_batch_norm: bool = True,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -166,8 +157,11 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
+        self.folded_norms = 0
         if runtime == "torch":
             self.network: nn.Module = model.build_network().to(self.device).eval()
+            if fold_batch_norm and placement_invariant(model.config.network):
+                self.network, self.folded_norms = fusion.fold_batch_norm(self.network)
         else:
             # The model folder's own TorchScript/ONNX export (`medseg export`), refused when stale.
             from medseg.research.export import load_model_export
@@ -177,7 +171,9 @@ class Predictor:
             engine = "torch"
         if engine not in ENGINES:
             raise ConfigError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
-        self.fast = bool(fast) and self.geometry.margin == 0
+        self.window_plan = window_plan if fast else "monai"
+        self.budget_bytes = DEFAULT_BUDGET_BYTES if memory_budget_gb is None else int(memory_budget_gb * 2**30)
+        self.plan_for((64, 64, 64))  # an unknown plan, or one the network cannot run, fails here
         self.engine = engine
         self.crop_foreground = bool(crop_foreground)
         self.precision = resolve_precision(precision, self.device)
@@ -214,6 +210,11 @@ class Predictor:
     def temperature(self) -> float:
         return self.model.temperature
 
+    def plan_for(self, shape: tuple[int, ...]) -> WindowPlan:
+        """The window plan for a preprocessed scan of ``shape`` (I, J, K) on the network grid."""
+        return choose_plan(self.window_plan, self.config.network, self.geometry, shape, overlap=self.overlap,
+                           crop=self.crop_foreground, budget_bytes=self.budget_bytes)
+
     def predict_logits(
         self, image: torch.Tensor, *, flips: tuple[int, ...] = (), progress: Callable[[], None] | None = None,
         cancel: CancelCallback | None = None,
@@ -223,15 +224,11 @@ class Predictor:
         Args:
             flips: spatial dims of the batched (B, C, I, J, K) tensor to mirror before and after the network.
         """
-        batch = torch.as_tensor(image).as_subclass(torch.Tensor)[None].to(self.device, torch.float32)
+        plan = self.plan_for(tuple(image.shape[1:]))
+        logits = self._run(image, plan, flips, progress or (lambda: None), cancel, 1.0).logits()
         if flips:
-            batch = torch.flip(batch, flips)
-        watched = _Watched(self.network, cancel, progress or (lambda: None))
-        with torch.inference_mode():
-            logits = predict_volume(watched, batch, self.geometry, self.overlap, self.sw_batch_size)
-        if flips:
-            logits = torch.flip(logits, flips)
-        return logits[0].float()
+            logits = torch.flip(logits, tuple(d - 1 for d in flips))
+        return logits
 
     def predict(
         self, volume: Volume, *, progress: ProgressCallback | None = None, cancel: CancelCallback | None = None
@@ -258,9 +255,9 @@ class Predictor:
         report(PREPROCESS_SHARE)
 
         flips = TTA_FLIPS if self.tta else ((),)
-        calls_per_pass = math.ceil(
-            window_count(tuple(image.shape[1:]), self.geometry.infer_window, self.overlap) / self.sw_batch_size
-        )
+        plan = self.plan_for(tuple(image.shape[1:]))
+        calls_per_pass = math.ceil(plan.forwards / self.sw_batch_size) if plan.kind in ("windows", "monai") \
+            else plan.forwards
         total = max(calls_per_pass * len(flips), 1)
         done = [0]
 
@@ -273,19 +270,13 @@ class Predictor:
         pass_labels: list[torch.Tensor] = []  # argmax of each TTA pass, for the disagreement QC flag
         grid_affine = image.affine
         for index, flip in enumerate(flips):
-            if self.fast:
-                blend = self._fast_blend(image, flip, calls_per_pass * self.sw_batch_size, tick, cancel)
-                if index == len(flips) - 1:
-                    del image  # the preprocessed scan goes before the full-size probabilities are made
-                soft = blend.probabilities()
-                if flip:
-                    soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims
-                del blend
-            else:
-                logits = self.predict_logits(image, flips=flip, progress=tick, cancel=cancel)
-                with torch.inference_mode():
-                    soft = torch.softmax(logits / self.temperature, dim=0)
-                del logits
+            result = self._run(image, plan, flip, tick, cancel, self.temperature)
+            if index == len(flips) - 1:
+                del image  # the preprocessed scan goes before the full-size probabilities are made
+            soft = result.probabilities()
+            if flip:
+                soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims
+            del result
             with torch.inference_mode():
                 if len(flips) > 1:
                     pass_labels.append(first_argmax(soft))
@@ -302,7 +293,6 @@ class Predictor:
             del pass_labels
         probabilities = probabilities.cpu()
         timings["network"] = time.perf_counter() - mark
-        image = None  # the baseline path keeps it until here
         _check_cancel(cancel)
 
         mark = time.perf_counter()
@@ -331,13 +321,14 @@ class Predictor:
             )
         return self._windows
 
-    def _fast_blend(
-        self, image: torch.Tensor, flip: tuple[int, ...], windows: int, tick: Callable[[], None],
-        cancel: CancelCallback | None,
-    ) -> WindowBlend:
-        """Blended window logits of the fast path for one mirror ``flip`` (of the flipped image: flip back after)."""
-        runner = self.window_runner(windows)
-        values = torch.as_tensor(image).as_subclass(torch.Tensor).to(self.device, torch.float32)
+    def _run(
+        self, image: torch.Tensor, plan: WindowPlan, flip: tuple[int, ...], tick: Callable[[], None],
+        cancel: CancelCallback | None, temperature: float,
+    ) -> PlanResult:
+        """The plan's result for one mirror ``flip`` (of the flipped image: flip back after)."""
+        # "monai": the reference, the network as it is (float32); the other plans through the engine.
+        runner = self.network if plan.kind == "monai" else self.window_runner(plan.forwards)
+        values = torch.as_tensor(image).as_subclass(torch.Tensor).to(torch.float32)
         dims = tuple(d - 1 for d in flip)  # (B, C, ...) dims -> (C, ...) dims
         if dims:
             values = torch.flip(values, dims)
@@ -347,10 +338,8 @@ class Predictor:
             tick()
             return out.cpu()
 
-        return blend_windows(
-            values.cpu(), network, self.geometry.infer_window, overlap=self.overlap, batch_size=self.sw_batch_size,
-            temperature=self.temperature, crop=self.crop_foreground, before_batch=lambda: _check_cancel(cancel),
-        )
+        return run_plan(values.cpu(), network, plan, self.config.network, self.geometry, temperature=temperature,
+                        batch_size=self.sw_batch_size, before_batch=lambda: _check_cancel(cancel))
 
     def _check_channels(self, volume: Volume) -> None:
         expected = len(self.modalities)

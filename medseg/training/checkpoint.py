@@ -15,7 +15,6 @@ A checkpoint is a dict:
 
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 
 from medseg.errors import InputError
 from medseg.io.atomic import atomic_path
+from medseg.networks.weights import torch_load_safely
 
 CHECKPOINT_FORMAT = "medseg-checkpoint/1"
 
@@ -63,26 +63,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, f"not a medseg checkpoint (no format '{CHECKPOINT_FORMAT}')")
     return state
-
-
-def torch_load_safely(path: Path, what: str, hint: str) -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU; every failure is an InputError naming ``what``.
-
-    A file holding pickled Python objects beyond tensors and plain data is refused (never unpickled).
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(
-            path,
-            f"refused to load: the {what} holds pickled Python objects, not only tensors and data "
-            f"({first_line}); loading it unsafely could run arbitrary code",
-            hint,
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise InputError(path, f"cannot read the {what} ({type(error).__name__}: {error})",
-                         f"the file is damaged or not a torch file; {hint}") from None
 
 
 def capture_rng_state() -> dict[str, Any]:

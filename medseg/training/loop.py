@@ -254,7 +254,8 @@ def _train(
                 if context.is_main and data.val_loader is not None:
                     evaluated = with_norm_statistics(model, config.network.norm_statistics, copy_model=True)
                     metrics = validate(evaluated, data.val_loader, geometry, loss_function, data.class_names,
-                                       context.device, settings.sw_overlap, settings.sw_batch_size, autocast)
+                                       context.device, settings.sw_overlap, settings.sw_batch_size, autocast,
+                                       network=config.network)
                     row.update(metrics)
                     dice = metrics["val_dice_mean"]
                     if math.isfinite(dice) and dice > state["best_dice"] + settings.min_delta:

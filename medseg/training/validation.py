@@ -1,5 +1,5 @@
-"""Validation: sliding-window inference over whole volumes, mean Dice per class, and the
-majority-class baseline (background everywhere) on the same cases."""
+"""Validation: whole volumes by the window runner inference uses (``medseg.windows``), mean Dice per
+class, and the majority-class baseline (background everywhere) on the same cases."""
 
 from __future__ import annotations
 
@@ -8,32 +8,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from torch import nn
 
-from medseg.networks import NetworkGeometry, valid_sliding_window_inference
-
-
-def predict_volume(
-    model: nn.Module, image: torch.Tensor, geometry: NetworkGeometry, overlap: float, sw_batch_size: int
-) -> torch.Tensor:
-    """Logits (B, K, I, J, K) for a whole volume (B, C, I, J, K) by sliding windows.
-
-    Same-size networks use MONAI's ``sliding_window_inference`` (which pads volumes smaller
-    than a window); valid-convolution networks (margin > 0) use the networks package's
-    ``valid_sliding_window_inference``, which gives each window its real context.
-    """
-    if geometry.margin == 0:
-        return sliding_window_inference(
-            image, roi_size=geometry.infer_window, sw_batch_size=sw_batch_size, predictor=model,
-            overlap=overlap, mode="gaussian",
-        )
-    return valid_sliding_window_inference(
-        image, model, geometry.infer_window, geometry.margin, align=geometry.align,
-        overlap=overlap, sw_batch_size=sw_batch_size,
-    )
+from medseg.config import NetworkConfig
+from medseg.networks import NetworkGeometry
+from medseg.windows import predict_logits
 
 
 def validate(
@@ -46,6 +27,7 @@ def validate(
     overlap: float = 0.25,
     sw_batch_size: int = 2,
     autocast: bool = False,
+    network: NetworkConfig | None = None,
 ) -> dict[str, float]:
     """Validation loss, Dice per foreground class and the background-only baseline's Dice.
 
@@ -53,6 +35,8 @@ def validate(
         model: the network (eval mode is set here and not restored).
         batches: dicts with ``image`` (1, C, I, J, K) and ``label`` (1, 1, I, J, K).
         class_names: names of classes 0..K-1 (background first).
+        network: the network's config: the window plan is the one the Predictor chooses for it
+            (``medseg.windows.choose_plan("auto", ...)``); None: MONAI's sliding windows (plan ``"monai"``).
 
     Returns:
         ``val_loss``, ``val_dice_<class>`` and ``baseline_dice_<class>`` per foreground class,
@@ -71,7 +55,8 @@ def validate(
             image = batch["image"].to(device)
             label = batch["label"].to(device)
             with torch.autocast(device_type=device.type, enabled=autocast):
-                logits = predict_volume(model, image, geometry, overlap, sw_batch_size)
+                logits = predict_logits(model, image, network or NetworkConfig(), geometry, overlap=overlap,
+                                        plan="auto" if network is not None else "monai", batch_size=sw_batch_size)
             logits = logits.float()
             losses.append(float(loss_function(logits, label)))
             truth = one_hot(label.long(), num_classes=classes)

@@ -27,7 +27,7 @@ from medseg.inference.engine import (
     resolve_precision,
     select_engine,
 )
-from medseg.inference.fast_window import (
+from medseg.windows.blend import (
     SlabSums,
     foreground_box,
     sliding_window_probabilities,

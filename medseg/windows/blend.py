@@ -1,4 +1,4 @@
-"""Fast sliding-window probabilities: foreground crop, streamed windows, compact accumulation.
+"""Gaussian-blended sliding windows of a same-size network: foreground crop, streamed windows, compact sums.
 
 ``sliding_window_probabilities`` computes what ``softmax(sliding_window_inference(...) / T)`` gives
 (MONAI's window positions and Gaussian weights), with three changes measured in ``benchmarks/``:
@@ -173,6 +173,26 @@ class WindowBlend:
     shape: tuple[int, int, int]
     fill: torch.Tensor | None
     temperature: float
+
+    def logits(self) -> torch.Tensor:
+        """(K, I, J, K) float32 blended logits (no temperature; outside ``box``: log ``fill``); frees the sums."""
+        self.temperature = 1.0
+        if self.fill is not None or self.summed is None:
+            # Outside the box only probabilities exist: their log is a logit up to a per-voxel constant.
+            return torch.log(self.probabilities().clamp_min_(1e-12))
+        summed, weights, shape = self.summed, self.weights, self.shape
+        self.summed = self.weights = None
+        result = torch.empty((summed.blocks[0].shape[0], *shape), dtype=torch.float32)
+        rows, cols, depth = self.padding
+        for index in range(len(summed.blocks)):
+            start, block = summed.take(index)
+            _, weight = weights.take(index)
+            lo, hi = max(start, rows.start), min(start + block.shape[1], rows.stop)
+            if hi > lo:
+                part = (slice(None), slice(lo - start, hi - start), cols, depth)
+                sums, total = block[part].float(), weight[part].float().clamp_min(1e-12)
+                result[:, lo - rows.start : hi - rows.start] = sums / total
+        return result
 
     def probabilities(self) -> torch.Tensor:
         """(K, I, J, K) float32 probabilities summing to 1 over classes; frees the sums."""
