@@ -85,12 +85,14 @@ class Pathway(nn.Module):
         self.residual_layers = frozenset(residual_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs: list[torch.Tensor] = []
+        # Only the last two layer outputs are kept (a residual adds the output of layer number - 2): at inference
+        # a whole-volume forward then holds ~4 feature maps per voxel instead of every layer's.
+        recent: list[torch.Tensor] = []
         for number, layer in enumerate(self.layers, start=1):
             x = layer(x)
             if number in self.residual_layers:
-                x = _add_residual(x, outputs[number - 3])  # the output of layer number - 2
-            outputs.append(x)
+                x = _add_residual(x, recent[-2])  # the output of layer number - 2
+            recent = [*recent[-1:], x]
         return x
 
 

@@ -5,8 +5,9 @@ by it is one convolution with scaled weights and a shifted bias (``torch.nn.util
 UNet orders its blocks convolution -> [norm, dropout, activation] (``ADN`` "NDA"), so every batch norm
 there directly follows a convolution or transposed convolution and folds away. Batch norm using each
 window's own statistics (``network.norm_statistics: window``) depends on the input and cannot be
-folded; DeepMedic's pre-activation layers put batch norm before the activation and convolution of the
-next layer (after residual additions), so nothing folds there either. Both are left as they are.
+folded. DeepMedic's pre-activation pathways put batch norm after residual additions and before the
+activation and convolution of the next layer: those stay; in its 1x1x1 head a convolution feeds the next
+layer's batch norm directly, and those fold.
 """
 
 from __future__ import annotations

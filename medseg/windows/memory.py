@@ -7,8 +7,9 @@ The estimates are deliberately high (a budget that is kept matters more than one
   counted as ``WORKING_FACTOR`` float32 maps per level, plus the input and the logits. A DeepMedic
   forward holds the normal pathway's widest layers over its input, the low-resolution pathway over
   1/f^3 of it and the 1x1x1 head's widest layers over the output. Measured peaks (RSS growth of a
-  forward, ``tests/windows/test_memory.py`` checks a small one) stay below these: the shipped brain
+  forward, ``tests/windows/test_memory.py`` checks small ones) stay below these: the shipped brain
   UNet over 184x224x184 took 446 MB in bfloat16 and 861 MB in float32 against an estimate of 1.5 GB.
+  Estimates count float32; bfloat16 forwards take less.
 * ``peak_bytes``: that plus what exists whatever the window: the float32 scan, the window sums (float16
   past ``COMPACT_ELEMENTS`` values) or the whole-volume logits, then the float32 probabilities.
 """
@@ -23,8 +24,9 @@ from medseg.windows.blend import COMPACT_ELEMENTS
 
 # Float32 maps per UNet level held at the peak of a forward (skip, convolution output, normalised/activated copy).
 WORKING_FACTOR = 2
-# DeepMedic: maps of its widest layers held at once (input of a layer, its output, the residual source).
-DEEPMEDIC_FACTOR = 3
+# DeepMedic: maps of its widest layers held at once (a layer's input, its normalised and activated copies,
+# its output, and the two earlier outputs a residual may add).
+DEEPMEDIC_FACTOR = 5
 FLOAT32 = 4
 
 
@@ -42,8 +44,9 @@ def working_bytes(config: NetworkConfig, window: Sequence[int], margin: int = 0)
     if config.name == "deepmedic":
         widest = max(config.deepmedic_channels)
         low = inputs / config.deepmedic_downsample**3
-        head = 2 * widest + sum(config.deepmedic_fc_channels)
-        maps = DEEPMEDIC_FACTOR * widest * (inputs + low) + 2 * head * outputs
+        # The head holds both pathways' outputs while its 1x1x1 layers run (two of the widest at a time).
+        head = 2 * widest + 2 * max((*config.deepmedic_fc_channels, config.out_channels))
+        maps = DEEPMEDIC_FACTOR * widest * (inputs + low) + head * outputs
         return int(ends + maps * FLOAT32)
     scale, per_voxel = 1, 0.0
     for level, channels in enumerate(config.channels):

@@ -38,9 +38,19 @@ def test_folding_running_batch_norm_is_exact_and_removes_every_norm() -> None:
     assert _norms(network) == 6  # the original is left as it was
 
 
-def test_window_statistics_and_deepmedic_are_left_alone() -> None:
+def test_window_statistics_are_left_alone_and_deepmedic_folds_only_its_head() -> None:
     folded, count = fold_batch_norm(_unet("window"))
     assert count == 0 and _norms(folded) == 6
+    torch.manual_seed(0)
     deepmedic = build_network(NetworkConfig(name="deepmedic", out_channels=3, deepmedic_channels=(4, 4),
-                                            deepmedic_fc_channels=(8,), deepmedic_residual_layers=())).eval()
-    assert fold_batch_norm(deepmedic)[1] == 0
+                                            deepmedic_fc_channels=(8, 8), deepmedic_residual_layers=())).eval()
+    for module in deepmedic.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-1.0, 1.0)
+    folded, count = fold_batch_norm(deepmedic)
+    # Pre-activation pathways (norm -> activation -> convolution) keep theirs; in the 1x1x1 head a convolution
+    # feeds the next layer's norm directly: 2 of its 3 norms fold.
+    assert count == 2 and _norms(folded) == _norms(deepmedic) - 2
+    x = torch.randn((1, 1, 27, 27, 27), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), deepmedic(x), atol=1e-4, rtol=1e-4)
