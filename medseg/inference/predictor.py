@@ -173,9 +173,9 @@ class Predictor:
             raise ConfigError(f"engine: {engine!r} is not one of {', '.join(ENGINES)}")
         self.window_plan = window_plan if fast else "monai"
         self.budget_bytes = DEFAULT_BUDGET_BYTES if memory_budget_gb is None else int(memory_budget_gb * 2**30)
-        self.plan_for((64, 64, 64))  # an unknown plan, or one the network cannot run, fails here
         self.engine = engine
         self.crop_foreground = bool(crop_foreground)
+        self.plan_for((64, 64, 64))  # an unknown plan, or one the network cannot run, fails here
         self.precision = resolve_precision(precision, self.device)
         self._windows: Callable[[torch.Tensor], torch.Tensor] | None = None
 

@@ -179,7 +179,7 @@ class WindowBlend:
         self.temperature = 1.0
         if self.fill is not None or self.summed is None:
             # Outside the box only probabilities exist: their log is a logit up to a per-voxel constant.
-            return torch.log(self.probabilities().clamp_min_(1e-12))
+            return torch.log(self.probabilities().clamp_min(1e-12))
         summed, weights, shape = self.summed, self.weights, self.shape
         self.summed = self.weights = None
         result = torch.empty((summed.blocks[0].shape[0], *shape), dtype=torch.float32)

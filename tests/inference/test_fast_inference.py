@@ -27,15 +27,15 @@ from medseg.inference.engine import (
     resolve_precision,
     select_engine,
 )
+from medseg.inference.finish import first_argmax, normalised_entropy, slabs, to_source_grid
+from medseg.inference.predictor import Predictor
+from medseg.types import Volume
 from medseg.windows.blend import (
     SlabSums,
     foreground_box,
     sliding_window_probabilities,
     window_starts,
 )
-from medseg.inference.finish import first_argmax, normalised_entropy, slabs, to_source_grid
-from medseg.inference.predictor import Predictor
-from medseg.types import Volume
 
 RAS = np.diag([1.5, 1.5, 1.5, 1.0])
 
