@@ -10,8 +10,7 @@ resampling), tiled 2 x 2 x 2 (182 x 218 x 182 voxels; ``--tiles``). Ways, interl
 * ``floor``: preprocessing, one bfloat16 whole-volume forward of the unchanged network, the argmax;
 * ``medseg``: ``Predictor.predict(volume)`` with its defaults (everything ``medseg predict`` does:
   preprocessing, the model's window plan, probabilities, labels, uncertainty, clean-up, QC);
-* variants (``--variants``): ``medseg`` with ``window_plan="windows"`` (the previous default), and
-  with ``precision="float32"``.
+* variant (``--variants``): ``medseg`` with ``window_plan="windows"`` (the previous default plan).
 
 Scores: mean Dice over the foreground classes against the tiled labels, and the smallest per-class Dice
 against ``monai-fp32``'s mask. Usage::
@@ -87,7 +86,6 @@ def main() -> None:
     predictors = {"medseg": Predictor.from_model(args.model)}
     if args.variants:
         predictors["medseg-windows"] = Predictor.from_model(args.model, window_plan="windows")
-        predictors["medseg-fp32"] = Predictor.from_model(args.model, precision="float32")
     reference = predictors["medseg"]
     network = reference.model.build_network()  # unfused, as a MONAI user has it
     classes = reference.config.network.out_channels
