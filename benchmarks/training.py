@@ -112,7 +112,8 @@ def main() -> None:
     )
     print(table)
     payload = {"benchmark": "training", "machine": facts, "load_average_end": machine()["load_average"], "rows": rows}
-    print(f"wrote {write_results('training', payload, table)}")
+    name = "training" if tuple(args.presets) == PRESETS else "training-" + "-".join(args.presets)
+    print(f"wrote {write_results(name, payload, table)}")
 
 
 if __name__ == "__main__":
