@@ -37,6 +37,7 @@ from medseg.inference.batch_case import DICOM_SEG_FILE, RTSTRUCT_FILE
 from medseg.io.atomic import atomic_write_text
 from medseg.pacs.credentials import Credentials
 from medseg.pacs.dicomweb import (
+    STUDIES_FOLDER,
     PacsError,
     RetrievedStudy,
     make_session,
@@ -47,7 +48,6 @@ from medseg.pacs.dicomweb import (
 from medseg.pacs.senders import Sender, build_sender
 
 LOGGER = logging.getLogger(__name__)
-STUDIES_FOLDER = "studies"
 SENT_FILES = (DICOM_SEG_FILE, RTSTRUCT_FILE)
 
 

@@ -32,12 +32,14 @@ from urllib.parse import urlsplit
 
 import pydicom
 import requests
+from pydicom.errors import InvalidDicomError
 
 from medseg.errors import MedsegError
 from medseg.io.atomic import atomic_write_text
 from medseg.pacs.credentials import Credentials
 
 RETRIEVED_RECORD = "retrieved.json"
+STUDIES_FOLDER = "studies"  # where retrieved studies go inside a prediction output folder (OUT/studies/)
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HTTP_MEANING = {
     400: "the server refused the request as malformed",
@@ -113,7 +115,10 @@ def check_root_url(text: str) -> str:
         PacsError: not http(s), with a user name or password, a query or a fragment.
     """
     parts = urlsplit(str(text))
-    shown = _shown(parts)
+    try:
+        shown = _shown(parts)
+    except ValueError:  # a port that is not a number
+        raise PacsError(f"{parts.scheme}://{parts.hostname or ''}", "not a valid URL (the port?)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PacsError(shown, "not an http(s) URL of a DICOMweb server")
     if parts.username is not None or parts.password is not None:
@@ -214,7 +219,11 @@ def store_files(paths: Sequence[str | Path], root: str, study_uid: str, session:
     url = f"{check_root_url(root)}/studies/{study_uid}"
     datasets = []
     for path in paths:
-        dataset = pydicom.dcmread(path)
+        try:
+            dataset = pydicom.dcmread(path)
+        except (OSError, InvalidDicomError) as error:
+            reason = f"{Path(path).name} cannot be read as DICOM ({type(error).__name__}); not sent"
+            raise PacsError(url, reason) from None
         if str(dataset.get("StudyInstanceUID", "")) != study_uid:
             raise PacsError(url, f"{Path(path).name} belongs to another study; not sent")
         datasets.append(dataset)
@@ -254,7 +263,7 @@ def _calling(url: str, action: str) -> Iterator[None]:
         raise PacsError(url, "cannot connect (is the server running and the host/port right?)") from None
     except requests.RequestException as error:
         raise PacsError(url, f"the {action} request failed ({type(error).__name__})") from None
-    except (ValueError, pydicom.errors.InvalidDicomError) as error:
+    except (ValueError, InvalidDicomError) as error:
         # dicomweb-client's and pydicom's messages may quote what the server sent: the type only.
         raise PacsError(url, f"the server's answer is not valid DICOMweb ({type(error).__name__})") from None
 

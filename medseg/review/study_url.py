@@ -14,10 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medseg.pacs.credentials import read_optional_credentials
-from medseg.pacs.dicomweb import make_session, parse_study_url, retrieve_study, study_folder_name
+from medseg.pacs.dicomweb import STUDIES_FOLDER, make_session, parse_study_url, retrieve_study, study_folder_name
 from medseg.review.pacs_sender import PacsReviewSender
-
-STUDIES_FOLDER = "studies"  # as medseg.inference.pacs_batch
 
 
 @contextmanager
