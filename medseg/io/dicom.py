@@ -49,12 +49,14 @@ from medseg.io.dicom_headers import (
     frame_headers,
     functional_group,
     read_dicom_header,
+    read_header_and_offset,
 )
 from medseg.io.dicom_objects import (
     DICOMDIR_SOP_CLASS,
     check_image_object,
     check_pixel_length,
 )
+from medseg.io.dicom_pixels import stack_slices
 from medseg.io.redact import library_error
 from medseg.types import SourceInfo, Volume
 
@@ -82,14 +84,15 @@ def _is_dicomdir(dataset: Dataset) -> bool:
     )
 
 
-def _folder_headers(folder: Path) -> tuple[list[Path], list[Dataset]]:
-    """The DICOM files directly in ``folder`` (not subfolders) and their headers; others are skipped."""
+def _folder_headers(folder: Path) -> tuple[list[Path], list[Dataset], list[int | None]]:
+    """The DICOM files directly in ``folder`` (not subfolders), their headers and PixelData offsets;
+    others are skipped."""
     if not folder.is_dir():
         raise InputError(folder, "no such folder", "give the folder that holds the DICOM slice files")
-    files, datasets = [], []
+    files, datasets, offsets = [], [], []
     skipped = {"not DICOM": 0, "DICOMDIR index": 0}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        dataset = read_dicom_header(path)
+        dataset, offset = read_header_and_offset(path)
         if dataset is None:
             skipped["not DICOM"] += 1
         elif _is_dicomdir(dataset):
@@ -97,13 +100,14 @@ def _folder_headers(folder: Path) -> tuple[list[Path], list[Dataset]]:
         else:
             files.append(path)
             datasets.append(dataset)
+            offsets.append(offset)
     for reason, count in skipped.items():
         if count:  # counted, not named: file names beside DICOM may identify the patient
             LOGGER.info("skipped %d file(s): %s", count, reason)
     if not files:
         raise InputError(folder, "no DICOM image files in this folder",
                          "give the folder that directly holds the slice files (subfolders are not searched)")
-    return files, datasets
+    return files, datasets, offsets
 
 
 def _read_full(path: Path) -> Dataset:
@@ -199,28 +203,19 @@ def read_dicom_series(
     if files is None and folder.is_file():
         files = [folder]
     if files is None:
-        paths, datasets = _folder_headers(folder)
+        paths, datasets, offsets = _folder_headers(folder)
     else:
         paths = [Path(f) for f in files]
-        datasets = [read_dicom_header(p) for p in paths]
+        pairs = [read_header_and_offset(p) for p in paths]
+        datasets, offsets = [dataset for dataset, _ in pairs], [offset for _, offset in pairs]
     if len(paths) == 1 and datasets[0] is not None and int(datasets[0].get("NumberOfFrames") or 1) > 1:
         return read_enhanced_dicom(paths[0], min_slices=min_slices, max_voxels=max_voxels)
     checked = check_series_files(folder, paths, datasets, min_slices=min_slices)
     shape = checked.geometry.shape
     _check_voxels(folder, shape, max_voxels)
-    values = np.empty(shape, dtype=np.float32)
-    for k, path in enumerate(checked.files):
-        dataset = _read_full(path)
-        stored = _stored_pixels(path, dataset)
-        if stored.shape != (shape[1], shape[0]):
-            raise InputError(path, f"pixel array {stored.shape} does not match Rows x Columns {shape[1], shape[0]}",
-                             "the file is inconsistent; export the series again")
-        if "PerFrameFunctionalGroupsSequence" in dataset:  # one-frame enhanced object
-            slope, intercept = _frame_rescale(dataset, 0)
-            rescaled = stored.astype(np.float64) * slope + intercept
-        else:
-            rescaled = apply_modality_lut(stored, dataset)
-        values[:, :, k] = np.asarray(rescaled)[::-1, :].T
+    offset_of = dict(zip(paths, offsets))
+    values = stack_slices(checked.files, checked.datasets, [offset_of.get(p) for p in checked.files],
+                          shape[1], shape[0], lambda path: _decoded_slice(path, (shape[1], shape[0])))
     first = checked.datasets[0]
     source = SourceInfo(
         path=str(folder),
@@ -230,7 +225,21 @@ def read_dicom_series(
         files=tuple(str(p) for p in checked.files),
         dicom=_dicom_ids(first, [str(d.get("SOPInstanceUID", "")) for d in checked.datasets]),
     )
-    return Volume(array=_finish(values), affine=checked.geometry.affine, source=source)
+    return Volume(array=values[np.newaxis], affine=checked.geometry.affine, source=source)
+
+
+def _decoded_slice(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """One slice decoded by pydicom and rescaled (Modality LUT), (Rows, Columns): the path for anything
+    ``medseg.io.dicom_pixels`` does not read directly, with every check of the file."""
+    dataset = _read_full(path)
+    stored = _stored_pixels(path, dataset)
+    if stored.shape != size:
+        raise InputError(path, f"pixel array {stored.shape} does not match Rows x Columns {size}",
+                         "the file is inconsistent; export the series again")
+    if "PerFrameFunctionalGroupsSequence" in dataset:  # one-frame enhanced object
+        slope, intercept = _frame_rescale(dataset, 0)
+        return stored.astype(np.float64) * slope + intercept
+    return np.asarray(apply_modality_lut(stored, dataset))
 
 
 def _frame_rescale(dataset: Dataset, frame: int) -> tuple[float, float]:

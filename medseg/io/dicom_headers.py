@@ -16,20 +16,32 @@ Limits (a header is untrusted input, read for every file of a study before any c
   it (undefined-length items are parsed recursively) is reported the same way;
 * any exception while parsing is the file's problem (an ``InputError`` naming the file, with
   the exception's type and tag only: library messages can quote tag values).
+
+Headers are read once: a parsed header is kept in a small in-process cache (``HEADER_CACHE_SIZE``
+files, a few kB each) keyed by the file's path and identity (device, inode, size, modification and
+change times in ns), so discovery and the series reader that follows it parse each file once; a
+file changed in any way is parsed again. The cache also keeps where the PixelData element starts
+(the parser stops right before it), which the series reader uses to read uncompressed pixels
+directly (``medseg.io.dicom_pixels``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
+from pydicom.tag import Tag
 
 from medseg.errors import InputError
 from medseg.io.redact import library_error
@@ -75,8 +87,15 @@ HEADER_TAGS = (
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
     "GantryDetectorTilt", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
     "RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+    "BitsStored", "PixelRepresentation", "ModalityLUTSequence",  # how to decode and rescale the pixels
     *ACQUISITION_KEYWORDS,
 )
+_HEADER_TAG_NUMBERS = [Tag(keyword) for keyword in HEADER_TAGS]  # resolved once, not per file
+PIXEL_DATA_TAG = 0x7FE00010
+# Parsed headers kept for reuse (discovery then reading parse each file once); a few kB each.
+HEADER_CACHE_SIZE = 4096
+_CACHE: OrderedDict[tuple[object, ...], tuple[Dataset, int | None]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 GEOMETRY_HINT = (
     "the slices lack valid patient geometry (ImagePositionPatient, ImageOrientationPatient, "
@@ -106,38 +125,87 @@ def read_dicom_header(path: str | Path) -> Dataset | None:
 
     A part-10 file (preamble + ``DICM``) is read with ``force=False``; a file with
     no preamble is read with ``force=True`` only when its first tag is in group
-    0002 or 0008 (as older writers produce), and kept only if it parses.
+    0002 or 0008 (as older writers produce), and kept only if it parses. The returned
+    dataset may be shared with earlier callers (see the module docstring): do not modify it.
 
     Raises:
         InputError: the file says it is DICOM (``DICM`` prefix) but its header is corrupt or empty.
     """
+    return read_header_and_offset(path)[0]
+
+
+def read_header_and_offset(path: str | Path) -> tuple[Dataset | None, int | None]:
+    """``read_dicom_header`` plus the byte offset of the file's PixelData element (None when not found).
+
+    The offset is where the header parser stopped: the start of the (7FE0,0010) element's tag.
+    """
     path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None, None
+    key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
+            return cached
     if not path.is_file():
-        return None
+        return None, None
+    dataset, offset = _parse_header(path)
+    if dataset is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = (dataset, offset)
+            while len(_CACHE) > HEADER_CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return dataset, offset
+
+
+def clear_header_cache() -> None:
+    """Forget every cached header (tests; a long-running process that wants the memory back)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _parse_header(path: Path) -> tuple[Dataset | None, int | None]:
+    """Parse one file's header (the checks of ``read_dicom_header``) and find its PixelData offset."""
     kind = dicom_prefix(path)
     if kind is None:
-        return None
+        return None, None
+    offset = None
     try:
         if kind == "part10":
             check_transfer_syntax(path)
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, force=kind == "raw", specific_tags=list(HEADER_TAGS))
+        with open(path, "rb") as stream:
+            dataset = pydicom.dcmread(stream, stop_before_pixels=True, force=kind == "raw",
+                                      specific_tags=_HEADER_TAG_NUMBERS)
+            offset = _pixel_data_offset(stream)
         check_sequences(path, dataset)
     except InputError:
         raise
     except RecursionError:
         if kind == "raw":
-            return None
+            return None, None
         raise InputError(path, "DICOM sequences are nested too deeply to parse", DAMAGED_HINT) from None
     except Exception as error:  # noqa: BLE001 - whatever the parser raises, it is this file's problem
         if kind == "raw":
-            return None
+            return None, None
         raise InputError(path, f"DICOM header cannot be parsed ({library_error(error)})", DAMAGED_HINT) from None
     if len(dataset) == 0 and not _has_body(path, dataset):
         if kind == "raw":
-            return None
+            return None, None
         raise InputError(path, "DICOM file holds no data elements after its file meta (truncated or empty)",
                          "the file is damaged or truncated; copy it again from the source")
-    return dataset
+    return dataset, offset
+
+
+def _pixel_data_offset(stream: BinaryIO) -> int | None:
+    """The stream's position when the next 4 bytes are the (7FE0,0010) PixelData tag (little endian), else None."""
+    position = stream.tell()
+    head = stream.read(4)
+    if len(head) == 4 and struct.unpack("<HH", head) == (PIXEL_DATA_TAG >> 16, PIXEL_DATA_TAG & 0xFFFF):
+        return int(position)
+    return None
 
 
 def _has_body(path: Path, dataset: Dataset) -> bool:
