@@ -241,6 +241,10 @@ def _prediction_entries(folder: Path) -> tuple[list[Mapping[str, Any]], list[Pat
         for key in ("input_dir", "input", "input_root"):
             if isinstance(report.get(key), str):
                 roots.extend(_input_roots(report[key], folder))
+        pacs = report.get("pacs")  # studies pulled from a PACS: OUT/studies/study_<hash> (medseg.inference.pacs_batch)
+        for study in pacs.get("studies", []) if isinstance(pacs, Mapping) else []:
+            if isinstance(study, Mapping) and isinstance(study.get("folder"), str):
+                roots.append(folder / study["folder"])
         model = report.get("model")
         names = model.get("class_names", ()) if isinstance(model, Mapping) else ()
         cases = report.get("cases", [])
