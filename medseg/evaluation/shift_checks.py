@@ -618,6 +618,26 @@ def synth_rows(predictor: Any, settings: CheckSettings, log: Log) -> list[dict[s
     return rows
 
 
+def write_one_mm_head(check: dict[str, Any], path: Path) -> Path:
+    """The real scan of ``check`` resampled (linear) to ``TIMING_SPACING_MM`` isotropic, same field of view, as NIfTI."""
+    volume: Volume = check["volume"]
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    spacing = np.asarray(volume.spacing)
+    factor = spacing / TIMING_SPACING_MM
+    shape = tuple(int(round(n * f)) for n, f in zip(volume.spatial_shape, factor))
+    scale = np.diag([*(1.0 / factor), 1.0])
+    scale[:3, 3] = 0.5 / factor - 0.5  # same field of view: new voxel centres inside the old edges
+    new_affine = affine @ scale
+    image = resample(np.asarray(check["image"], np.float32), affine, new_affine, shape, order=1, mode="nearest")
+    return _write_nifti(image, new_affine, path)
+
+
+def _nifti_shape(path: Path) -> tuple[int, ...]:
+    import nibabel
+
+    return tuple(int(n) for n in nibabel.load(str(path)).shape[:3])
+
+
 def timing_rows(model_dir: Path, check: dict[str, Any], tta_settings: Sequence[bool], log: Log) -> tuple[
         list[dict[str, Any]], dict[bool, Any]]:
     """A 1 mm whole head (the real scan resampled to 1 mm, linear): read NIfTI + predict + write labels.
@@ -629,18 +649,10 @@ def timing_rows(model_dir: Path, check: dict[str, Any], tta_settings: Sequence[b
     from medseg.inference.predictor import Predictor
     from medseg.io import read_scan, write_labels
 
-    volume: Volume = check["volume"]
-    affine = np.asarray(volume.affine, dtype=np.float64)
-    spacing = np.asarray(volume.spacing)
-    factor = spacing / TIMING_SPACING_MM
-    shape = tuple(int(round(n * f)) for n, f in zip(volume.spatial_shape, factor))
-    scale = np.diag([*(1.0 / factor), 1.0])
-    scale[:3, 3] = 0.5 / factor - 0.5  # same field of view: new voxel centres inside the old edges
-    new_affine = affine @ scale
-    image = resample(np.asarray(check["image"], np.float32), affine, new_affine, shape, order=1, mode="nearest")
     rows, predictors = [], {}
     with tempfile.TemporaryDirectory(prefix="medseg-timing-") as temporary:
-        path = _write_nifti(image, new_affine, Path(temporary) / "head_1mm.nii.gz")
+        path = write_one_mm_head(check, Path(temporary) / "head_1mm.nii.gz")
+        shape = _nifti_shape(path)
         for tta in tta_settings:
             predictor, load_seconds = _timed(Predictor.from_model, model_dir, tta=tta)
             runs = []
