@@ -4,6 +4,15 @@
 ``labels_and_uncertainty`` takes the first-on-ties argmax and the normalised predictive entropy.
 Both work a slab of first-axis planes at a time (``slabs``) so that no full-size int64/float64
 temporaries are made on a large CT.
+
+Resampling: the network grid is the scan's grid reoriented and respaced by preprocessing, so the
+map from source voxels to grid voxels is, per axis, a scale and a shift (with the axes permuted).
+Trilinear interpolation with border padding is then separable: ``to_source_grid`` interpolates
+along one axis at a time (``_separable_resample``: two gathers and a ``torch.lerp`` per axis),
+which gives MONAI ``SpatialResample``'s answer (bilinear, border, align_corners=False: voxel
+centres at integer indices, coordinates clamped to [0, n - 1]) to float32 rounding (tested,
+<= 1e-5) at a fraction of ``grid_sample``'s cost. Any other map (an oblique grid) still goes
+through ``SpatialResample``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from medseg.types import Volume
 
 # Source-grid resampling and the per-voxel finish run in slabs of at most this many voxels (memory).
 SLAB_VOXELS = 1_000_000
+# Off-axis terms of the source -> grid voxel map below this (voxels per voxel) count as zero.
+AXIS_TOLERANCE = 1e-7
 
 
 def first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
@@ -92,12 +103,15 @@ def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarra
     source_affine = np.asarray(volume.affine, dtype=np.float64)
     grid_affine = np.asarray(torch.as_tensor(affine).detach().cpu().numpy(), dtype=np.float64)
     values = torch.as_tensor(probabilities).as_subclass(torch.Tensor).float()
-    if tuple(values.shape[1:]) == volume.spatial_shape and np.allclose(grid_affine, source_affine, atol=1e-6):
+    shape = tuple(volume.spatial_shape)
+    axes = axis_map(grid_affine, source_affine)
+    if tuple(values.shape[1:]) == shape and np.allclose(grid_affine, source_affine, atol=1e-6):
         result = values.numpy()
+    elif axes is not None:
+        result = _separable_resample(values, axes, shape)
     else:
         image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
         resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
-        shape = tuple(volume.spatial_shape)
         result = np.empty((values.shape[0], *shape), dtype=np.float32)
         for slab in slabs(shape):
             shift = np.eye(4)
@@ -110,4 +124,73 @@ def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarra
         np.clip(part, 0.0, None, out=part)
         total = part.sum(axis=0, keepdims=True)
         part /= np.where(total > 0, total, 1.0)
+    return result
+
+
+def axis_map(grid_affine: np.ndarray, source_affine: np.ndarray) -> list[tuple[int, float, float]] | None:
+    """Per source axis a: (grid axis, scale, shift) with ``grid index = scale * source index + shift``.
+
+    None when the source -> grid voxel map is not a scaled permutation (an oblique grid).
+    """
+    grid_affine = np.asarray(grid_affine, dtype=np.float64)
+    transform = np.linalg.solve(grid_affine, np.asarray(source_affine, dtype=np.float64))
+    axes = []
+    for a in range(3):
+        column = transform[:3, a]
+        p = int(np.argmax(np.abs(column)))
+        off = np.delete(column, p)
+        if column[p] == 0 or np.abs(off).max() > AXIS_TOLERANCE:
+            return None
+        axes.append((p, float(column[p]), float(transform[p, 3])))
+    if sorted(p for p, _, _ in axes) != [0, 1, 2]:
+        return None
+    return axes
+
+
+def _lerp_weights(
+    scale: float, shift: float, count: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices i0, i1 and weights w of linear interpolation at ``scale * n + shift``, clamped to [0, size - 1]."""
+    coords = np.clip(scale * np.arange(count, dtype=np.float64) + shift, 0.0, size - 1)
+    low = np.floor(coords).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    return torch.from_numpy(low), torch.from_numpy(high), torch.from_numpy((coords - low).astype(np.float32))
+
+
+def _lerp_along(
+    values: torch.Tensor, dim: int, weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Linear interpolation of ``values`` along ``dim`` at the given (i0, i1, w)."""
+    low, high, weight = weights
+    shape = [1] * values.dim()
+    shape[dim] = -1
+    return torch.lerp(values.index_select(dim, low), values.index_select(dim, high), weight.view(shape))
+
+
+def _separable_resample(
+    values: torch.Tensor, axes: list[tuple[int, float, float]], shape: tuple[int, ...]
+) -> np.ndarray:
+    """Trilinear, border-padded resampling of (C, I', J', K') onto a source grid of ``shape``, one axis at a time.
+
+    Slabs along the first source axis: each takes only the grid planes it needs, interpolates the
+    last axis first (the gather along contiguous memory runs on the small grid), then the second and
+    the first axes.
+
+    Returns:
+        (C, I, J, K) float32 (not yet renormalised).
+    """
+    grid = values.permute(0, *(1 + p for p, _, _ in axes))  # grid axes in source-axis order (a view)
+    sizes = grid.shape[1:]
+    last = _lerp_weights(axes[2][1], axes[2][2], shape[2], sizes[2])
+    middle = _lerp_weights(axes[1][1], axes[1][2], shape[1], sizes[1])
+    first_low, first_high, first_weight = _lerp_weights(axes[0][1], axes[0][2], shape[0], sizes[0])
+    result = np.empty((values.shape[0], *shape), dtype=np.float32)
+    for slab in slabs(shape):
+        low, high = first_low[slab], first_high[slab]
+        planes = torch.unique(torch.cat([low, high]))  # sorted grid planes this slab needs
+        part = _lerp_along(grid.index_select(1, planes), 3, last)
+        part = _lerp_along(part, 2, middle)
+        position = torch.searchsorted(planes, torch.stack([low, high]))
+        part = _lerp_along(part, 1, (position[0], position[1], first_weight[slab]))
+        result[:, slab] = part.numpy()
     return result
