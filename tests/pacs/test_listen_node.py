@@ -99,7 +99,7 @@ def test_series_pushed_gets_its_seg_back_once_and_no_phi_outside_dicom(tmp_path,
     print(f"in-process round trip: {round_trip:.2f} s for a {len(files)}-slice series")
 
 
-def test_sigkill_free_restart_resends_with_the_same_uid(tmp_path, model, pacs):
+def test_a_lost_sent_mark_or_a_redo_resends_the_same_instance(tmp_path, model, pacs):
     """A lost 'sent' mark (the process died after the PACS accepted) means a resend of the *same* instance;
     a series segmented again from scratch also gets the same UIDs."""
     files = phi_series(tmp_path / "series")
