@@ -41,8 +41,9 @@ def _first_child(module: nn.Module) -> tuple[nn.Module, str, nn.Module] | None:
 def fold_batch_norm(network: nn.Module) -> tuple[nn.Module, int]:
     """An eval-mode copy of ``network`` with every convolution -> batch norm (running averages) pair fused.
 
-    A pair is a convolution followed, inside an ``nn.Sequential``, by a batch norm or by a Sequential
-    whose first module is one (MONAI's ``Convolution(conv, ADN(N, D, A))``).
+    A pair is a convolution (or a Sequential whose last module is one) followed, inside an ``nn.Sequential``,
+    by a batch norm or by a Sequential whose first module is one (MONAI's ``Convolution(conv, ADN(N, D, A))``;
+    DeepMedic's head, ``[.., conv]`` then ``[norm, ..]``).
 
     Returns:
         The new network (the input is not changed) and the number of batch norms folded.
@@ -55,7 +56,9 @@ def fold_batch_norm(network: nn.Module) -> tuple[nn.Module, int]:
                 continue
             names = [name for name, _ in module.named_children()]
             for first, second in zip(names, names[1:]):
-                convolution = getattr(module, first)
+                owner, key, convolution = module, first, getattr(module, first)
+                while isinstance(convolution, nn.Sequential) and len(convolution) > 0:
+                    owner, (key, convolution) = convolution, list(convolution.named_children())[-1]
                 if not isinstance(convolution, _CONVOLUTIONS):
                     continue
                 target: tuple[nn.Module, str, nn.Module] | None = (module, second, getattr(module, second))
@@ -65,7 +68,7 @@ def fold_batch_norm(network: nn.Module) -> tuple[nn.Module, int]:
                     continue
                 parent, name, norm = target
                 transpose = isinstance(convolution, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
-                setattr(module, first, fuse_conv_bn_eval(convolution, norm, transpose=transpose))
+                setattr(owner, key, fuse_conv_bn_eval(convolution, norm, transpose=transpose))
                 setattr(parent, name, nn.Identity())
                 count += 1
     return folded, count
