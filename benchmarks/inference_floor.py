@@ -9,7 +9,8 @@ resampling), tiled 2 x 2 x 2 (182 x 218 x 182 voxels; ``--tiles``). Ways, interl
 * ``monai-bf16``: the same inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the one-line alternative);
 * ``floor``: preprocessing, one bfloat16 whole-volume forward of the unchanged network, the argmax;
 * ``medseg``: ``Predictor.predict(volume)`` with its defaults (everything ``medseg predict`` does:
-  preprocessing, the model's window plan, probabilities, labels, uncertainty, clean-up, QC);
+  preprocessing, the model's window plan, probabilities, labels, uncertainty, QC) except the card's
+  largest-component clean-up, which would keep one brain of the 8 tiled heads;
 * variant (``--variants``): ``medseg`` with ``window_plan="windows"`` (the previous default plan).
 
 Scores: mean Dice over the foreground classes against the tiled labels, and the smallest per-class Dice
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,7 @@ def main() -> None:
     import torch
     from monai.inferers import sliding_window_inference
 
+    from medseg.inference.model_folder import load_model_folder
     from medseg.inference.predictor import Predictor
     from medseg.inference.preprocess import preprocess_volume
     from medseg.types import Volume
@@ -83,9 +86,14 @@ def main() -> None:
     image, label = sample_pair(args.subject)
     image, label = np.tile(image, args.tiles), np.tile(label, args.tiles)
     volume = Volume(image[None].copy(), np.diag([2.0, 2.0, 2.0, 1.0]), ("T1",))
-    predictors = {"medseg": Predictor.from_model(args.model)}
+    # The tiled input holds 8 heads: the card's largest-component clean-up would keep one brain of 8, so it is
+    # off here (MONAI's rows have none either); everything else is the default.
+    folder = load_model_folder(args.model)
+    folder = replace(folder, card=replace(folder.card, postprocess=replace(
+        folder.card.postprocess, largest_component=False, largest_foreground=False)))
+    predictors = {"medseg": Predictor(folder)}
     if args.variants:
-        predictors["medseg-windows"] = Predictor.from_model(args.model, window_plan="windows")
+        predictors["medseg-windows"] = Predictor(folder, window_plan="windows")
     reference = predictors["medseg"]
     network = reference.model.build_network()  # unfused, as a MONAI user has it
     classes = reference.config.network.out_channels
