@@ -38,6 +38,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
@@ -95,6 +96,7 @@ PIXEL_DATA_TAG = 0x7FE00010
 # Parsed headers kept for reuse (discovery then reading parse each file once); a few kB each.
 HEADER_CACHE_SIZE = 4096
 _CACHE: OrderedDict[tuple[object, ...], tuple[Dataset, int | None]] = OrderedDict()
+_SLICE_HEADERS: OrderedDict[int, tuple[Dataset, SliceHeader]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 GEOMETRY_HINT = (
@@ -165,6 +167,7 @@ def clear_header_cache() -> None:
     """Forget every cached header (tests; a long-running process that wants the memory back)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _SLICE_HEADERS.clear()
 
 
 def _parse_header(path: Path) -> tuple[Dataset | None, int | None]:
@@ -240,12 +243,17 @@ def check_sequences(path: Path, dataset: Dataset) -> None:
     """Refuse sequences nested deeper than MAX_SEQUENCE_DEPTH or with more than MAX_SEQUENCE_ITEMS items in all.
 
     Walks iteratively (no recursion of its own); nested items are parsed by pydicom as they are reached.
+    Only elements that may be sequences are converted from their raw bytes (the rest are converted
+    when read, as before: checking them here cost a third of a header read).
     """
     stack: list[tuple[Dataset, int]] = [(dataset, 0)]
     items = 0
     while stack:
         current, depth = stack.pop()
-        for element in current:
+        for raw in current.elements():
+            if not _may_be_sequence(raw.tag, raw.VR):
+                continue
+            element = current[raw.tag]
             if element.VR != "SQ":
                 continue
             if depth + 1 > MAX_SEQUENCE_DEPTH:
@@ -256,6 +264,17 @@ def check_sequences(path: Path, dataset: Dataset) -> None:
                 raise InputError(path, f"DICOM sequences hold more than {MAX_SEQUENCE_ITEMS} items",
                                  "the header is too large to be an image header; check the file")
             stack.extend((item, depth + 1) for item in element.value)
+
+
+def _may_be_sequence(tag: int, vr: str | None) -> bool:
+    """Whether an element may hold a sequence: VR SQ, or no/unknown VR (implicit VR, UN) where the
+    dictionary says SQ or does not know the tag (then pydicom's conversion decides)."""
+    if vr not in (None, "UN"):
+        return vr == "SQ"
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return True
 
 
 @dataclass(frozen=True, eq=False)
@@ -379,8 +398,25 @@ def _text(value: object) -> str:
 
 
 def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
-    """The SliceHeader of a single-frame image file (header read without pixels)."""
+    """The SliceHeader of a single-frame image file (header read without pixels).
+
+    Remembered per header object (headers are shared and not modified, see ``read_dicom_header``),
+    so the series checks of discovery and of the reader that follows build it once.
+    """
     where = str(path)
+    with _CACHE_LOCK:
+        known = _SLICE_HEADERS.get(id(dataset))
+    if known is not None and known[0] is dataset and known[1].source == where:
+        return known[1]
+    header = _slice_header(where, dataset)
+    with _CACHE_LOCK:
+        _SLICE_HEADERS[id(dataset)] = (dataset, header)  # the dataset is kept: its id stays its own
+        while len(_SLICE_HEADERS) > HEADER_CACHE_SIZE:
+            _SLICE_HEADERS.popitem(last=False)
+    return header
+
+
+def _slice_header(where: str, dataset: Dataset) -> SliceHeader:
     rows, columns = _size(where, dataset)
     row_cosine, column_cosine = _cosines(where, dataset)
     number = _optional_int(where, dataset, "InstanceNumber")
