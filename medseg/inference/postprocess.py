@@ -2,13 +2,7 @@
 
 Removed voxels become background (0), as in nnU-Net's postprocessing. Components are
 26-connected (full 3D connectivity) so that a thin diagonal structure stays one piece.
-
-Largest component: ``scipy.ndimage.label`` on the bounding box of the cleaned classes only (a
-brain fills a fraction of a head scan's grid), with the result of MONAI's
-``KeepLargestConnectedComponent`` (which labels the whole grid with scikit-image into int64):
-the same components; among equally large ones the last in raster order is kept, as MONAI's
-reversed argsort does for small label counts (tested against MONAI). Small components: MONAI's
-``RemoveSmallObjects``.
+Both steps use MONAI transforms (``KeepLargestConnectedComponent``, ``RemoveSmallObjects``).
 """
 
 from __future__ import annotations
@@ -18,11 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.transforms import RemoveSmallObjects
-from scipy import ndimage
+from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
 FULL_CONNECTIVITY = 3  # 26-neighbourhood in 3D
-FULL_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
 def _present(labels: np.ndarray) -> list[int]:
@@ -35,42 +27,6 @@ def _present(labels: np.ndarray) -> list[int]:
 def _classes(labels: np.ndarray, classes: Sequence[int] | None) -> list[int]:
     present = [v for v in _present(labels) if v != 0]
     return present if classes is None else [c for c in classes if c in present]
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every True voxel of a 3D mask, or None when there is none."""
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if not hits.size:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
-
-
-def largest_component_mask(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a 3D boolean mask (last in raster order among equals).
-
-    Args:
-        mask: (I, J, K) bool.
-
-    Returns:
-        (I, J, K) bool, False everywhere when ``mask`` is empty.
-    """
-    kept = np.zeros(mask.shape, dtype=bool)
-    box = _bounding_box(mask)
-    if box is None:
-        return kept
-    components, count = ndimage.label(mask[box], structure=FULL_STRUCTURE)
-    if count <= 1:
-        kept[box] = mask[box]
-        return kept
-    sizes = np.bincount(components.reshape(-1))
-    sizes[0] = 0
-    largest = len(sizes) - 1 - int(np.argmax(sizes[::-1]))  # the last of equal sizes, as MONAI
-    kept[box] = components == largest
-    return kept
 
 
 def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
@@ -100,18 +56,13 @@ def keep_largest_component(
     """
     labels = np.asarray(labels)
     chosen = _classes(labels, classes)
-    result = labels.copy()
     if not chosen:
-        return result
-    every = chosen == [v for v in _present(labels) if v != 0]
-    groups = [[value] for value in chosen] if independent else [chosen]
-    for group in groups:
-        if len(group) == 1:
-            mask = labels == group[0]
-        else:
-            mask = labels != 0 if every else np.isin(labels, group)
-        result[mask & ~largest_component_mask(mask)] = 0
-    return result
+        return labels.copy()
+    transform = KeepLargestConnectedComponent(
+        applied_labels=chosen, is_onehot=False, independent=independent, connectivity=FULL_CONNECTIVITY
+    )
+    kept = transform(torch.as_tensor(labels[None].astype(np.int64)))
+    return np.asarray(kept[0].cpu().numpy(), dtype=labels.dtype)
 
 
 def remove_small_components(
