@@ -60,6 +60,8 @@ def push(files: Sequence[Path], port: int, *, called: str = "MEDSEG", calling: s
     """C-STORE ``files`` to 127.0.0.1:port; the status of each, or None when the association failed."""
     datasets = [pydicom.dcmread(path) for path in files]
     ae = AE(ae_title=calling)
+    # Generous timeouts: the test machine's cores may be shared with training runs.
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 300
     for sop_class in dict.fromkeys(str(d.SOPClassUID) for d in datasets):
         ae.add_requested_context(sop_class, SYNTAXES)
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
