@@ -1,7 +1,7 @@
 """Inference against MONAI fp32, MONAI + bf16 autocast and the whole-volume floor, in one process, scored on labels.
 
 The input is real content: a sample subject's T1 and its tissue labels (2 mm, the network's grid: no
-resampling), tiled 2 x 2 x 2 (182 x 218 x 182 voxels; ``--tiles``). Ways, interleaved round by round
+resampling), tiled 2 x 2 x 2 (``--tiles``; 166 x 202 x 118 voxels for brain_010). Ways, interleaved round by round
 (the fastest of each is reported: the machine is shared, the fastest run is the least disturbed):
 
 * ``monai-fp32``: preprocessing, MONAI ``sliding_window_inference`` (roi 96^3, overlap 0.25, Gaussian,
