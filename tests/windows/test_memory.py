@@ -18,10 +18,11 @@ config = NetworkConfig(**json.loads(sys.argv[1]))
 shape = json.loads(sys.argv[2])
 network = build_network(config).eval()
 x = torch.randn(1, config.in_channels, *[s + 2 * int(sys.argv[3]) for s in shape])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no warm-up: its peak would hide part of this one
+# The resident size now (not the peak so far: importing torch and MONAI peaks above it), then the forward's peak.
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 with torch.inference_mode():
     network(x)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
 """
 
 
