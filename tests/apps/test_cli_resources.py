@@ -28,7 +28,7 @@ def test_models_lists_the_shipped_models_with_a_line_from_each_card(capsys: pyte
 
 def test_the_source_tree_is_the_resource_root_when_not_installed_from_a_wheel() -> None:
     assert resources_root() == ROOT
-    assert bundled_names("model") == ("brain-tissue-unet",)
+    assert bundled_names("model") == ("brain-tissue-deepmedic", "brain-tissue-unet")
     assert {"brain-tissue", "ct-phantom"} <= set(bundled_names("dataset"))
     assert bundled_path("preset", "brain-tissue-unet") == ROOT / "models" / "presets" / "brain-tissue-unet.yaml"
 
@@ -46,7 +46,7 @@ def test_an_existing_path_wins_over_a_bundled_name(tmp_path: Path, monkeypatch: 
 
 def test_an_unknown_name_lists_the_bundled_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    expected = r"model folder not found, and 'brain-unet' is not a bundled one \(bundled: brain-tissue-unet\)"
+    expected = r"model folder not found, and 'brain-unet' is not a bundled one \(bundled: brain-tissue-deepmedic, brain-tissue-unet\)"
     with pytest.raises(InputError, match=expected):
         resolve("model", "nowhere/brain-unet")
     with pytest.raises(InputError, match="medseg models"):

@@ -26,7 +26,7 @@ def test_auto_plan_per_network() -> None:
     deepmedic = NetworkConfig(name="deepmedic", out_channels=4)
     cases = {
         "running": (_unet(norm_statistics="running"), "whole"),
-        "window": (_unet(norm_statistics="window"), "whole"),
+        "window": (_unet(norm_statistics="window"), "windows"),  # measured: whole-volume statistics hurt real heads
         "instance": (_unet(norm="instance"), "windows"),
         "deepmedic": (deepmedic, "segments"),
     }
@@ -51,7 +51,7 @@ def test_ct_512x512x1000_fits_8_gb_by_the_plans_own_estimate() -> None:
                    _unet(norm_statistics="window")):
         plan = choose_plan("auto", config, network_geometry(config), CT, overlap=0.25)
         assert plan.estimated_bytes <= DEFAULT_BUDGET_BYTES < 8 * GB, (config.norm, plan)
-        if config.norm == "batch":
+        if config.norm == "batch" and config.norm_statistics == "running":
             assert plan.kind == "windows" and plan.forwards < 200  # whole does not fit: large windows instead
     deepmedic = NetworkConfig(name="deepmedic", out_channels=4)  # float32 logits of the CT alone take 4.2 GB
     plan = choose_plan("auto", deepmedic, network_geometry(deepmedic), CT, overlap=0.25, budget_bytes=8 * GB)
