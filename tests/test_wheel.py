@@ -36,9 +36,10 @@ def test_installed_wheel_lists_models_and_builds_the_sample_from_another_folder(
     # The wheel holds the tree's current files, mapped in at build time (not a second copy in the tree).
     expected = {f"medseg/_bundled/{p.relative_to(ROOT).as_posix()}": p for p in
                 [*sorted((ROOT / "datasets").glob("*.yaml")), *sorted((ROOT / "models" / "presets").glob("*.yaml"))]}
-    model = ROOT / "models" / "brain-tissue-unet"
-    expected.update({f"medseg/_bundled/models/brain-tissue-unet/{p.name}": p for p in sorted(model.iterdir())
-                     if p.name in ("model.yaml", "weights.pt", "model_card.json", "calibration.json")})
+    for name in ("brain-tissue-deepmedic", "brain-tissue-unet"):
+        model = ROOT / "models" / name
+        expected.update({f"medseg/_bundled/models/{name}/{p.name}": p for p in sorted(model.iterdir())
+                         if p.name in ("model.yaml", "weights.pt", "model_card.json", "calibration.json")})
     assert set(check.bundled) == set(expected)
     with zipfile.ZipFile(check.wheel) as archive:
         for name, source in expected.items():
@@ -50,6 +51,7 @@ def test_installed_wheel_lists_models_and_builds_the_sample_from_another_folder(
     where = check.outputs["where"].splitlines()
     assert where[0].startswith(str(check.venv)) and where[1].endswith("site-packages/medseg/_bundled")
     assert "brain-tissue-unet " in check.outputs["models"] and "ct-phantom" in check.outputs["models"]
+    assert "brain-tissue-deepmedic " in check.outputs["models"]
     data = tmp_path / "empty" / "data"
     assert sorted(p.name for p in (data / "imagesTs").iterdir()) == ["brain_010.nii.gz", "brain_011.nii.gz"]
     assert (data / "dataset.json").is_file() and (data / "build_record.json").is_file()

@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from medseg.config import NetworkConfig
 from medseg.windows.blend import COMPACT_ELEMENTS
 
-# Float32 maps per UNet level held at the peak of a forward (skip, convolution output, normalised/activated copy).
-WORKING_FACTOR = 2
+# Float32 maps per UNet level held at the peak of a forward (skip, convolution output, normalised/activated copy,
+# oneDNN's reordered copies and workspace): measured 194 MB peak growth for a 16-128 UNet on 64x64x80, i.e.
+# ~7 maps per level (tests/windows/test_memory.py; 2 was below the measurement).
+WORKING_FACTOR = 8
 # DeepMedic: maps of its widest layers held at once (a layer's input, its normalised and activated copies,
 # its output, and the two earlier outputs a residual may add).
 DEEPMEDIC_FACTOR = 5

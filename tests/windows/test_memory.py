@@ -10,7 +10,7 @@ from medseg.config import NetworkConfig
 from medseg.windows.memory import working_bytes
 
 CHILD = """
-import json, resource, sys, torch
+import json, sys, torch
 from medseg.config import NetworkConfig
 from medseg.networks import build_network
 torch.set_num_threads(1)
@@ -18,11 +18,17 @@ config = NetworkConfig(**json.loads(sys.argv[1]))
 shape = json.loads(sys.argv[2])
 network = build_network(config).eval()
 x = torch.randn(1, config.in_channels, *[s + 2 * int(sys.argv[3]) for s in shape])
-# The resident size now (not the peak so far: importing torch and MONAI peaks above it), then the forward's peak.
-before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+def status_bytes(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+# Reset the peak (VmHWM; Linux clear_refs "5"), so the import peak does not hide or inflate the forward's.
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")
+before = status_bytes("VmRSS")
 with torch.inference_mode():
     network(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+print(status_bytes("VmHWM") - before)
 """
 
 
