@@ -74,3 +74,22 @@ def load_real_checks(out_dir: Path | None = None, names: Sequence[str] | None = 
             "manifest": manifest,
         })
     return checks
+
+
+def whole_head_scores(predictor: Any, check: dict[str, Any]) -> tuple[float, float, dict[str, float]]:
+    """A real head with the skull on: (brain Dice, mL of tissue outside the brain mask, Dice per class)."""
+    from medseg.evaluation.shift_checks import brain_dice, class_dice, outside_mask_ml
+
+    labels = predictor.predict(check["volume"]).labels.array
+    return (brain_dice(labels, check["mask"]), outside_mask_ml(labels, check["mask"], check["spacing"]),
+            class_dice(labels, check["reference"]))
+
+
+def stripped_moved_dice(predictor: Any, check: dict[str, Any]) -> tuple[float, float, float]:
+    """The skull-stripped brain rigidly moved (shift_checks.move): Dice of CSF, GM, WM."""
+    from medseg.evaluation.shift_checks import class_dice, move
+    from medseg.types import Volume
+
+    image, reference, _ = move(check["image"] * check["mask"], check["reference"], check["mask"], check["affine"])
+    dice = class_dice(predictor.predict(Volume(image[None], check["affine"], ("T1",))).labels.array, reference)
+    return dice["CSF"], dice["GM"], dice["WM"]
