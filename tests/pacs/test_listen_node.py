@@ -128,9 +128,10 @@ def test_pacs_down_is_retried_with_backoff_then_sent(tmp_path, model, pacs):
     settings = _settings(tmp_path, model, pacs.target, backoff_s=0.3, max_backoff_s=2.0, max_attempts=10)
     with _node(settings) as node:
         push(files, node.port)
-        wait_for(lambda: pacs.refused >= 3, 300, "three refused attempts")
+        # The PACS counts a refusal before the node records it: wait on the node's own record.
+        wait_for(lambda: node.queue.rows()[0].attempts >= 3, 300, "three refused attempts recorded")
         row = node.queue.rows()[0]
-        assert row.state == "segmented" and row.attempts >= 3
+        assert row.state == "segmented" and pacs.refused >= 3
         assert row.next_try - row.updated == pytest.approx(min(2.0, 0.3 * 2 ** (row.attempts - 1)), abs=0.05)
         report = _report(settings.out_dir)
         assert report["cases"][0]["node"]["send_error"].startswith("C-STORE to PACS@127.0.0.1")
