@@ -275,14 +275,19 @@ class FinetuneConfig:
     """Transfer learning from an earlier checkpoint.
 
     Attributes:
-        init_from: checkpoint whose weights are copied where name and shape match ("" = none).
+        init_from: checkpoint (``.pt``) or model folder whose weights are copied where name and shape
+            match ("" = none).
         freeze_encoder: keep the encoder (down path / feature pathways) fixed.
         lr_factor: multiply the learning rate by this when ``init_from`` is set.
+        freeze_norm_statistics: batch norm normalises with its running statistics while training and
+            keeps them (scale and shift still learn): fine-tuning a model that infers with
+            ``network.norm_statistics: running`` on the statistics it will use.
     """
 
     init_from: str = ""
     freeze_encoder: bool = False
     lr_factor: float = 0.1
+    freeze_norm_statistics: bool = False
 
 
 @dataclass(frozen=True)

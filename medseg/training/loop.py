@@ -49,7 +49,7 @@ from medseg.training.run_folder import (
     write_config,
 )
 from medseg.training.schedule import build_optimizer, build_scheduler
-from medseg.training.transfer import freeze_encoder, init_from_checkpoint
+from medseg.training.transfer import freeze_encoder, freeze_norm_statistics, init_from_checkpoint
 from medseg.training.validation import validate
 
 LOGGER = logging.getLogger(__name__)
@@ -225,6 +225,8 @@ def _train(
             data.start_epoch(epoch)
             data.train_transform.set_random_state(seed=(config.seed * 100_003 + epoch * 1_009 + context.rank) % 2**32)
             trained.train()
+            if finetune.freeze_norm_statistics:
+                freeze_norm_statistics(model)
             started = time.perf_counter()
             losses = []
             for index, batch in enumerate(data.train_loader):

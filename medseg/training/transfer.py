@@ -1,4 +1,9 @@
-"""Transfer learning: copy matching weights from a checkpoint, optionally freeze the encoder."""
+"""Transfer learning: copy matching weights from a checkpoint or a model folder, optionally freeze parts.
+
+``init_from_checkpoint`` copies tensors by name and shape; ``freeze_encoder`` stops the encoder's
+gradients; ``freeze_norm_statistics`` keeps batch norm on its running statistics while training, so
+that a model shipped with ``network.norm_statistics: running`` is trained on what it will see.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, InputError
+from medseg.networks.weights import torch_load_safely
 from medseg.training.checkpoint import load_checkpoint
+
+MODEL_FOLDER_WEIGHTS = "weights.pt"
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,14 +48,36 @@ class TransferReport:
     frozen: tuple[str, ...] = ()
 
 
-def init_from_checkpoint(model: nn.Module, path: str | Path) -> TransferReport:
-    """Copy every tensor of the checkpoint's model whose name and shape match ``model``'s.
+def source_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict of a run's checkpoint (``.pt``) or of a model folder (its ``weights.pt``).
 
     Raises:
-        InputError: the checkpoint cannot be read.
+        InputError: missing, unreadable, holding pickled objects (refused), or not a state_dict.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return load_checkpoint(path)["model"]
+    weights = path / MODEL_FOLDER_WEIGHTS
+    hint = "give a run's checkpoint (.pt) or a model folder written by `medseg model-folder`"
+    if not weights.is_file():
+        raise InputError(path, f"a folder without {MODEL_FOLDER_WEIGHTS}", hint)
+    state = torch_load_safely(weights, "weights file", hint)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise InputError(weights, "not a state_dict (a mapping of parameter names to tensors)", hint)
+    return state
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> TransferReport:
+    """Copy every tensor of the source's model whose name and shape match ``model``'s.
+
+    ``path``: a run's checkpoint or a model folder (``source_weights``).
+
+    Raises:
+        InputError: the source cannot be read.
         ConfigError: no tensor matches (another network altogether).
     """
-    source = load_checkpoint(path)["model"]
+    source = source_weights(path)
     target = model.state_dict()
     matched = {k: v for k, v in source.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
     if not matched:
@@ -78,3 +110,16 @@ def freeze_encoder(model: nn.Module, network_name: str) -> tuple[str, ...]:
             parameter.requires_grad_(False)
             frozen.append(name)
     return tuple(frozen)
+
+
+def freeze_norm_statistics(model: nn.Module) -> int:
+    """Put every batch norm of ``model`` in eval mode (call after ``model.train()``); returns how many.
+
+    In eval mode batch norm normalises with its running mean and variance and leaves them as they
+    are; its scale and shift still learn. Training then matches inference with
+    ``network.norm_statistics: running`` instead of each batch's own statistics.
+    """
+    norms = [module for module in model.modules() if isinstance(module, BATCH_NORMS)]
+    for module in norms:
+        module.eval()
+    return len(norms)

@@ -185,3 +185,31 @@ def test_presets_load_and_fit_their_networks() -> None:
         config = load_experiment(root / "models" / "presets" / f"{name}.yaml")
         assert Path(config.data.dataset_json).is_absolute() and config.data.dataset_json.endswith("dataset.json")
         network_geometry(config.network)  # raises on a patch the network cannot take
+
+
+def test_finetuning_from_a_model_folder_keeps_batch_norm_on_its_running_statistics(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """``init_from`` a model folder's weights.pt; ``freeze_norm_statistics`` leaves the running statistics as
+    they were (what ``norm_statistics: running`` infers with) while the convolutions still learn."""
+    train(tiny_config(tiny_dataset, train__max_epochs=1, network__norm="batch"), tmp_path / "source")
+    source = load_checkpoint(tmp_path / "source" / "checkpoints" / "last.pt")["model"]
+    folder = tmp_path / "model-folder"
+    folder.mkdir()
+    torch.save(source, folder / "weights.pt")
+    config = tiny_config(tiny_dataset, train__max_epochs=2, network__norm="batch", network__norm_statistics="running",
+                         train__finetune={"init_from": str(folder), "freeze_norm_statistics": True})
+    train(config, tmp_path / "tuned")
+    tuned = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.pt")["model"]
+    statistics = [name for name in tuned if name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    convolutions = [name for name in tuned if name.endswith("weight") and tuned[name].dim() == 5]
+    assert statistics and convolutions
+    assert all(torch.equal(tuned[name], source[name]) for name in statistics)
+    assert not all(torch.equal(tuned[name], source[name]) for name in convolutions)
+
+
+def test_init_from_a_folder_without_weights_names_it(tmp_path: Path) -> None:
+    from medseg.errors import InputError
+
+    with pytest.raises(InputError, match="without weights.pt"):
+        init_from_checkpoint(build_network(NetworkConfig(channels=(4, 8), strides=(2,))), tmp_path)
