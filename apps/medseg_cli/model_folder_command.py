@@ -46,6 +46,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--largest-foreground", action="store_true",
                         help="keep only the largest connected component of all foreground classes together "
                         "(one organ of several classes, e.g. brain tissue: drops tissue labelled on the scalp)")
+    parser.add_argument("--refine-intensity", default="", metavar="CLASSES",
+                        help="comma-separated class indices (e.g. 1,2,3) whose probabilities are refined against "
+                        "each other by the scan's own intensities at its own resolution at inference")
     parser.add_argument("--force", action="store_true", help="replace a folder holding a different model")
     parser.add_argument("--search", type=Path, default=None, metavar="SEARCH_JSON",
                         help="the search.json of the `medseg tune` study this config came from (recorded in the card)")
@@ -60,6 +63,16 @@ def run_deprecated(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _classes(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> (1, 2, 3); ``""`` -> ()."""
+    from medseg.errors import ConfigError
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--refine-intensity: expected comma-separated class indices, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Make the folder and print where the model is and what it scored."""
     from medseg.inference.model_folder import export_model_folder, load_model_folder
@@ -68,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
+        refine_classes=_classes(args.refine_intensity),
     )
     card = load_model_folder(path).card
     training = card.training

@@ -49,11 +49,22 @@ class PostprocessSettings:
         min_component_ml: remove components smaller than this many mL (0 = keep all).
         largest_foreground: keep only the largest connected component of all foreground classes
             together (one organ made of several classes, e.g. brain tissue: drops tissue on the scalp).
+        refine_classes: classes whose probabilities are refined against each other by the scan's own
+            intensities at its own resolution (``medseg.inference.intensity_refinement``); () = off.
+        refine_iterations: EM iterations of that refinement.
     """
 
     largest_component: bool = False
     min_component_ml: float = 0.0
     largest_foreground: bool = False
+    refine_classes: tuple[int, ...] = ()
+    refine_iterations: int = 8
+
+    def refinement_dict(self) -> dict[str, Any] | None:
+        """The card's ``intensity_refinement`` entry (None when off)."""
+        if not self.refine_classes:
+            return None
+        return {"classes": list(self.refine_classes), "iterations": self.refine_iterations}
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,9 @@ class ModelCard:
             "class_names": list(self.class_names), "colors": list(self.colors), "modalities": list(self.modalities),
             "postprocess": {"largest_component": self.postprocess.largest_component,
                             "min_component_ml": self.postprocess.min_component_ml,
-                            "largest_foreground": self.postprocess.largest_foreground},
+                            "largest_foreground": self.postprocess.largest_foreground,
+                            **({"intensity_refinement": self.postprocess.refinement_dict()}
+                               if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
             **({"evaluation": self.evaluation} if self.evaluation else {}),
         }
@@ -126,6 +139,27 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     return tuple(values)
 
 
+def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int]:
+    """(classes, iterations) of a card's ``postprocess.intensity_refinement`` (absent or null: off).
+
+    Raises:
+        ValueError: unknown keys, fewer than two classes, background or unknown classes, bad iterations.
+    """
+    if entry is None:
+        return (), 8
+    if not isinstance(entry, dict) or set(entry) - {"classes", "iterations"}:
+        raise ValueError("intensity_refinement takes only 'classes' and 'iterations'")
+    classes = entry.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 < c < class_count for c in classes):
+        raise ValueError(f"intensity_refinement.classes must be two or more distinct foreground class indices "
+                         f"(1..{class_count - 1}), got {classes!r}")
+    iterations = entry.get("iterations", 8)
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or not 1 <= iterations <= 100:
+        raise ValueError(f"intensity_refinement.iterations must be an integer in 1..100, got {iterations!r}")
+    return tuple(classes), iterations
+
+
 def read_card(path: str | Path) -> ModelCard:
     """Parse ``model_card.json``.
 
@@ -149,11 +183,13 @@ def read_card(path: str | Path) -> ModelCard:
         raise InputError(path, f"'colors' must hold one '#rrggbb' per class ({len(class_names)}), got {colors!r}", hint)
     post = data.get("postprocess") or {}
     try:
+        refine_classes, refine_iterations = refinement_settings(post.get("intensity_refinement"), len(class_names))
         postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
                                           float(post.get("min_component_ml", 0.0)),
-                                          bool(post.get("largest_foreground", False)))
-    except (TypeError, ValueError, AttributeError):
-        raise InputError(path, f"'postprocess' is malformed: {post!r}", hint) from None
+                                          bool(post.get("largest_foreground", False)),
+                                          refine_classes, refine_iterations)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")
     return ModelCard(
         name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,

@@ -148,6 +148,7 @@ def export_model_folder(
     largest_component: bool = False,
     search_json: str | Path | None = None,
     largest_foreground: bool = False,
+    refine_classes: tuple[int, ...] = (),
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -161,6 +162,8 @@ def export_model_folder(
         qc_reference: compute QC ranges from the run's training split (needs the data set).
         largest_component: switch on largest-connected-component postprocessing in the card.
         largest_foreground: keep only the largest connected component of all foreground classes together.
+        refine_classes: classes refined against each other by the scan's intensities at inference
+            (``medseg.inference.intensity_refinement``); () = none.
         search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
             records it under ``training.search``.
 
@@ -189,7 +192,7 @@ def export_model_folder(
     check_weights_fit(weights, config, source)
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
-                      checkpoint, largest_foreground=largest_foreground)
+                      checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

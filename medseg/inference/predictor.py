@@ -35,6 +35,7 @@ from medseg.config import ExperimentConfig
 from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
+from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -71,7 +72,9 @@ class Prediction:
         qc_flags: triage flags (``medseg.inference.qc``), empty when nothing stands out.
         class_volumes_ml: predicted volume per foreground class name, after clean-up.
         mean_uncertainty: mean ``uncertainty`` inside the predicted structures (NaN when empty).
-        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``postprocess``, ``total``).
+        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``refine`` when the card
+            refines by intensity, ``postprocess``, ``total``).
+        refinement: the intensity refinement's fit (None when the card has none or it was switched off).
     """
 
     labels: LabelVolume
@@ -81,6 +84,7 @@ class Prediction:
     class_volumes_ml: dict[str, float]
     mean_uncertainty: float = math.nan
     timings: dict[str, float] = field(default_factory=dict)
+    refinement: RefinementFit | None = None
 
 
 def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> int:
@@ -115,6 +119,8 @@ class Predictor:
         memory_budget_gb: peak-memory budget of the window runner in GiB (default
             ``medseg.windows.DEFAULT_BUDGET_BYTES``): larger scans get smaller windows or segments.
         fold_batch_norm: fold batch norm with running averages into the convolutions (exact).
+        intensity_refinement: apply the card's intensity refinement, if it has one (False: the network's
+            probabilities as they are).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
         trust_export: load the export even when this user's medseg did not make it
@@ -140,6 +146,7 @@ class Predictor:
         window_plan: str = "auto",
         memory_budget_gb: float | None = None,
         fold_batch_norm: bool = True,
+        intensity_refinement: bool = True,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -152,6 +159,9 @@ class Predictor:
         self.sw_batch_size = max(1, int(sw_batch_size))
         card = model.card.postprocess
         self.largest_component = card.largest_component if largest_component is None else largest_component
+        # The card's intensity refinement (medseg.inference.intensity_refinement), unless switched off here.
+        self.refine_classes = card.refine_classes if intensity_refinement else ()
+        self.refine_iterations = card.refine_iterations
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         if runtime not in RUNTIMES:
@@ -301,8 +311,15 @@ class Predictor:
         timings["resample"] = time.perf_counter() - mark
         report(PREPROCESS_SHARE + NETWORK_SHARE + 0.05)
 
+        refinement = None
+        if self.refine_classes:
+            mark = time.perf_counter()
+            refinement = refine_by_intensity(volume.array[0], source_probabilities, self.refine_classes,
+                                             self.refine_iterations)
+            timings["refine"] = time.perf_counter() - mark
+
         mark = time.perf_counter()
-        prediction = self._finish(volume, source_probabilities, timings, disagreement)
+        prediction = self._finish(volume, source_probabilities, timings, disagreement, refinement)
         timings["postprocess"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)
@@ -351,7 +368,8 @@ class Predictor:
             )
 
     def _finish(
-        self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float], disagreement: float = math.nan
+        self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float], disagreement: float = math.nan,
+        refinement: RefinementFit | None = None,
     ) -> Prediction:
         """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K).
 
@@ -369,7 +387,8 @@ class Predictor:
         flags = qc_flags(self.model.card.qc, volume, volumes, mean_uncertainty, labels=labels,
                          tta_disagreement=disagreement)
         label_volume = LabelVolume(labels, np.array(volume.affine, dtype=np.float64, copy=True), self.class_names)
-        return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings)
+        return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings,
+                          refinement)
 
 
 def _check_cancel(cancel: CancelCallback | None) -> None:

@@ -12,7 +12,7 @@ from medseg.config import ExperimentConfig
 from medseg.data.decathlon import Datalist, read_datalist
 from medseg.data.splits import Split, assign_cases, load_split
 from medseg.errors import ConfigError, InputError
-from medseg.inference.model_card import ModelCard, PostprocessSettings, default_colors
+from medseg.inference.model_card import ModelCard, PostprocessSettings, default_colors, refinement_settings
 from medseg.inference.postprocess import class_volumes_ml
 from medseg.inference.qc import QCReference, build_reference, scan_facts
 from medseg.io.read import read_case, read_labels
@@ -29,6 +29,7 @@ def build_card(
     largest_component: bool,
     checkpoint: str,
     largest_foreground: bool = False,
+    refine_classes: tuple[int, ...] = (),
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -55,10 +56,16 @@ def build_card(
         else:
             qc = training_reference(datalist, split, modalities, class_names,
                                     intensity_ranges=config.transforms.normalize == "range")
+    if refine_classes:
+        try:
+            refinement_settings({"classes": list(refine_classes)}, len(class_names))
+        except ValueError as error:
+            raise ConfigError(f"--refine-intensity: {error}") from None
     return ModelCard(
         name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
         network=config.network.name, description=description,
-        postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground),
+        postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground,
+                                        refine_classes=tuple(refine_classes)),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 
