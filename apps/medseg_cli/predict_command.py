@@ -46,6 +46,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-export", action="store_true",
                         help="load the folder's TorchScript/ONNX export even if your medseg did not make it; loading "
                         "an export runs code from it, so only for folders from a source you trust")
+    parser.add_argument("--window-plan", choices=("auto", "windows", "whole", "segments", "monai"), default=None,
+                        help="how the network covers the scan (default auto: the model's plan; see "
+                        "medseg.windows.plans)")
+    parser.add_argument("--memory-budget-gb", type=float, default=None, metavar="GB",
+                        help="peak-memory budget of the network pass (default 6): larger scans get smaller "
+                        "windows or segments")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="skip the model card's intensity refinement (the network's probabilities as they are)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--rtstruct", action="store_true",
                         help="also write rtstruct.dcm, an RT Structure Set of the predicted structures (DICOM series)")
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     credentials = read_optional_credentials(args.credentials)
     options = dict(uncertainty=args.uncertainty, runtime=args.runtime, probabilities=args.probabilities, tta=args.tta,
                    workers=args.workers, device=args.device, progress=not args.no_progress,
-                   trust_export=args.trust_export, rtstruct=args.rtstruct)
+                   trust_export=args.trust_export, rtstruct=args.rtstruct, predictor_options=_predictor_options(args))
     model = resolve("model", args.model)
     if urls:
         pacs = run_pacs_batch(urls, model, args.out, credentials=credentials, send_to=args.send_to, **options)
@@ -101,6 +109,22 @@ def run(args: argparse.Namespace) -> int:
                 print(f"FAILED sending {sent['case_id']}: {sent['reason']}")
                 code = 1
     return code
+
+
+def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
+    """The Predictor options given on the command line (none: the model's defaults)."""
+    from medseg.errors import ConfigError
+
+    options: dict[str, object] = {}
+    if args.window_plan is not None:
+        options["window_plan"] = args.window_plan
+    if args.memory_budget_gb is not None:
+        if args.memory_budget_gb <= 0:
+            raise ConfigError(f"--memory-budget-gb: must be positive, got {args.memory_budget_gb}")
+        options["memory_budget_gb"] = args.memory_budget_gb
+    if args.no_refine:
+        options["intensity_refinement"] = False
+    return options
 
 
 def _print_cases(result) -> int:  # noqa: ANN001 - a medseg.inference.batch.BatchResult

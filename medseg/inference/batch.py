@@ -34,7 +34,7 @@ import multiprocessing
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -138,6 +138,7 @@ def run_batch(
     runtime: str = "torch",
     trust_export: bool = False,
     rtstruct: bool = False,
+    predictor_options: Mapping[str, Any] | None = None,
 ) -> BatchResult:
     """Predict every scan under ``input_path`` with the model in ``model_dir``; write ``out_dir``.
 
@@ -156,6 +157,8 @@ def run_batch(
         runtime: ``"torch"``, or the model folder's ``"torchscript"`` / ``"onnx"`` export.
         trust_export: load an export this user's medseg did not make (``medseg.research.export_trust``).
         rtstruct: also write ``rtstruct.dcm`` per DICOM series case (other cases fail with the reason).
+        predictor_options: more ``Predictor`` keyword options (``window_plan``, ``memory_budget_gb``,
+            ``intensity_refinement``), for every worker.
 
     Returns:
         BatchResult; ``succeeded`` is False when any case failed.
@@ -179,7 +182,7 @@ def run_batch(
         return _run_locked(plans, ignored, input_path, model_dir, out, predictor, rank, world_size, started,
                            uncertainty=uncertainty, probabilities=probabilities, tta=tta, workers=workers,
                            device=device, progress=progress, runtime=runtime, trust_export=trust_export,
-                           rtstruct=rtstruct)
+                           rtstruct=rtstruct, predictor_options=dict(predictor_options or {}))
     finally:
         if lock is not None:
             lock.release()
@@ -188,17 +191,19 @@ def run_batch(
 def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path: str | Path,
                 model_dir: str | Path, out: Path, predictor: Any, rank: int, world_size: int, started: float, *,
                 uncertainty: bool, probabilities: bool, tta: bool, workers: int, device: str, progress: bool,
-                runtime: str, trust_export: bool, rtstruct: bool = False) -> BatchResult:
+                runtime: str, trust_export: bool, rtstruct: bool = False,
+                predictor_options: dict[str, Any] | None = None) -> BatchResult:
     """The batch once ``out`` is locked (see ``run_batch``)."""
     from medseg.inference.predictor import Predictor  # lazy: torch and MONAI are heavy
 
+    predictor_options = predictor_options or {}
     if predictor is None:
         # Loaded here even with worker processes: a broken model folder fails once, clearly.
         predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta,
-                                         runtime=runtime, trust_export=trust_export)
+                                         runtime=runtime, trust_export=trust_export, **predictor_options)
     settings = CaseSettings(out_dir=out, model_sha256=completion.folder_sha256(model_dir),
                             uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime,
-                            rtstruct=rtstruct)
+                            rtstruct=rtstruct, predictor_options=tuple(sorted(predictor_options.items())))
     mine = plans[rank::world_size]
     bar = tqdm(total=len(mine), desc="medseg predict", unit="case", disable=not progress, dynamic_ncols=True)
     try:
@@ -213,7 +218,7 @@ def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path
         bar.close()
     ordered = [_report_entry(entries[plan.case_id]) for plan in mine]
     options = {"uncertainty": uncertainty, "probabilities": probabilities, "tta": tta, "workers": workers,
-               "device": device, "world_size": world_size, "rtstruct": rtstruct}
+               "device": device, "world_size": world_size, "rtstruct": rtstruct, **predictor_options}
     if world_size > 1:
         ordered = _merge_ranks(out, rank, world_size, ordered, [plan.case_id for plan in plans])
         if rank != 0:
@@ -247,7 +252,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(model_dir: str, device: str, tta: bool, threads: int, runtime: str = "torch",
-                 trust_export: bool = False) -> None:
+                 trust_export: bool = False, options: tuple[tuple[str, Any], ...] = ()) -> None:
     """Pool initializer: limit torch threads, load the Predictor."""
     import torch
 
@@ -255,7 +260,7 @@ def _init_worker(model_dir: str, device: str, tta: bool, threads: int, runtime: 
 
     torch.set_num_threads(threads)
     _WORKER["predictor"] = Predictor.from_model(model_dir, device=device, tta=tta, runtime=runtime,
-                                                trust_export=trust_export)
+                                                trust_export=trust_export, **dict(options))
 
 
 def _worker_case(plan: CasePlan, settings: CaseSettings) -> dict[str, Any]:
@@ -270,7 +275,8 @@ def _run_pool(plans: Sequence[CasePlan], model_dir: Path, settings: CaseSettings
     entries: dict[str, dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(str(model_dir), device, tta, threads, settings.runtime, trust_export)) as pool:
+                             initargs=(str(model_dir), device, tta, threads, settings.runtime, trust_export,
+                                       settings.predictor_options)) as pool:
         futures = {pool.submit(_worker_case, plan, settings): plan for plan in plans}
         for future in as_completed(futures):
             plan = futures[future]

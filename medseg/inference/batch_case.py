@@ -101,6 +101,8 @@ class CaseSettings:
         tta: mirror test-time augmentation (recorded: it changes the outputs).
         runtime: ``"torch"``, ``"torchscript"`` or ``"onnx"`` (recorded: it changes the outputs).
         rtstruct: write ``rtstruct.dcm`` (DICOM series only).
+        predictor_options: the Predictor options given beyond the defaults (recorded when any: a window
+            plan or switching off the intensity refinement can change the outputs).
     """
 
     out_dir: Path
@@ -110,6 +112,7 @@ class CaseSettings:
     tta: bool = False
     runtime: str = "torch"
     rtstruct: bool = False
+    predictor_options: tuple[tuple[str, Any], ...] = ()
 
     def options(self, dicom: bool) -> dict[str, Any]:
         """The output-changing settings kept in the completion record."""
@@ -119,6 +122,8 @@ class CaseSettings:
                    "runtime": self.runtime, "dicom_seg": dicom, "medseg": __version__}
         if self.rtstruct:  # only when asked: records of earlier runs without the option stay complete
             options["rtstruct"] = True
+        if self.predictor_options:  # likewise
+            options["predictor"] = dict(self.predictor_options)
         return options
 
 

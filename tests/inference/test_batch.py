@@ -189,3 +189,22 @@ def test_two_workers_give_the_same_outputs(first_run, tmp_path: Path) -> None:
                                    read_scan(tmp_path / "out2" / case_id / "probabilities.nii.gz",
                                              modalities=names).array, atol=1e-5)
     assert second[BROKEN]["status"] == "failed" and second[BROKEN]["stage"] == "read"
+
+
+def test_predictor_options_from_the_command_line_reach_the_report_and_redo_complete_cases(
+    first_run, tmp_path: Path
+) -> None:
+    study, model, _, _ = first_run
+    out = _copy_out(first_run, tmp_path)
+    status = main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress", "--uncertainty",
+                   "--probabilities", "--window-plan", "whole", "--memory-budget-gb", "2", "--no-refine"])
+    report = read_report(out)
+    assert status == 1 and report["options"]["window_plan"] == "whole"
+    assert report["options"]["memory_budget_gb"] == 2 and report["options"]["intensity_refinement"] is False
+    cases = by_input(report)
+    assert {cases[name]["status"] for name in GOOD} == {"ok"}  # other settings than the record's: redone
+    record = read_record(out / cases[GOOD[0]]["case_id"])
+    assert record["options"]["predictor"] == {"intensity_refinement": False, "memory_budget_gb": 2.0,
+                                              "window_plan": "whole"}
+    assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
+                 "--memory-budget-gb", "0"]) == 2
