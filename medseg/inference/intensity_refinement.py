@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 # Voxels taking part: refined classes' probability above this, intensity above FLOOR_FRACTION of the
 # 99th percentile of those voxels' positive intensities.
@@ -90,29 +91,30 @@ def refine_by_intensity(
     region = candidates & (image > floor)
     where = np.nonzero(region)
     count = where[0].size
-    log_intensity = np.log(image[where].astype(np.float64))
-    mass = tissue[where].astype(np.float64)
-    prior = np.stack([probabilities[c][where] for c in index]).astype(np.float64) / np.maximum(mass, 1e-12)
-    np.clip(prior, PRIOR_FLOOR, 1.0, out=prior)
-    log_prior = np.log(prior)
-    responsibility = prior / prior.sum(axis=0)
-    means = spreads = weights = np.zeros(len(classes))
+    # torch: float32 and both cores for the per-voxel arithmetic (numpy float64 took 0.6 s on a 1.5 mm head).
+    log_intensity = torch.from_numpy(image[where].astype(np.float32)).log_()
+    mass = torch.from_numpy(tissue[where].astype(np.float32))
+    prior = torch.stack([torch.from_numpy(probabilities[c][where]) for c in index]).float()
+    prior = (prior / mass.clamp(min=1e-12)).clamp_(PRIOR_FLOOR, 1.0)
+    log_prior = prior.log()
+    responsibility = prior / prior.sum(dim=0)
+    means = spreads = weights = torch.zeros(len(classes), dtype=torch.float64)
     for _ in range(iterations):
-        weights = responsibility.sum(axis=1)
-        if weights.min() < MIN_CLASS_VOXELS:
+        weights = responsibility.sum(dim=1, dtype=torch.float64)
+        if float(weights.min()) < MIN_CLASS_VOXELS:
             return RefinementFit(False, count)
-        means = responsibility @ log_intensity / weights
-        variances = np.maximum(
-            np.einsum("cn,cn->c", responsibility, (log_intensity[None] - means[:, None]) ** 2) / weights,
-            VARIANCE_FLOOR)
-        spreads = np.sqrt(variances)
-        log_posterior = log_prior - 0.5 * (log_intensity[None] - means[:, None]) ** 2 / variances[:, None] \
-            - np.log(spreads)[:, None]
-        log_posterior -= log_posterior.max(axis=0)
-        responsibility = np.exp(log_posterior)
-        responsibility /= responsibility.sum(axis=0)
-    refined = (responsibility * mass).astype(np.float32)
+        means = (responsibility.double() @ log_intensity.double()) / weights
+        deviation = log_intensity[None] - means.float()[:, None]  # (T, N)
+        variances = ((responsibility * deviation.square()).sum(dim=1, dtype=torch.float64) / weights).clamp(
+            min=VARIANCE_FLOOR)
+        spreads = variances.sqrt()
+        log_posterior = deviation.square_().mul_((-0.5 / variances).float()[:, None])
+        log_posterior.add_(log_prior).sub_(spreads.log().float()[:, None])
+        responsibility = torch.softmax(log_posterior, dim=0)
+    responsibility = responsibility.double()
+    weights = responsibility.sum(dim=1)
+    refined = (responsibility * mass.double()).float().numpy()
     for row, c in enumerate(index):
         probabilities[c][where] = refined[row]
-    return RefinementFit(True, count, tuple(math.exp(m) for m in means), tuple(float(s) for s in spreads),
+    return RefinementFit(True, count, tuple(math.exp(float(m)) for m in means), tuple(float(s) for s in spreads),
                          tuple(float(w) for w in weights / weights.sum()))
