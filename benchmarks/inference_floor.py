@@ -11,7 +11,8 @@ resampling), tiled 2 x 2 x 2 (``--tiles``; 166 x 202 x 118 voxels for brain_010)
 * ``medseg``: ``Predictor.predict(volume)`` with its defaults (everything ``medseg predict`` does:
   preprocessing, the model's window plan, probabilities, labels, uncertainty, QC) except the card's
   largest-component clean-up, which would keep one brain of the 8 tiled heads;
-* variant (``--variants``): ``medseg`` with ``window_plan="windows"`` (the previous default plan).
+* variants (``--variants``): ``medseg`` with ``window_plan="windows"`` (the previous default plan), and
+  without the card's intensity refinement (``medseg-no-refine``, when the card has one).
 
 Scores: mean Dice over the foreground classes against the tiled labels, and the smallest per-class Dice
 against ``monai-fp32``'s mask. Usage::
@@ -94,6 +95,8 @@ def main() -> None:
     predictors = {"medseg": Predictor(folder)}
     if args.variants:
         predictors["medseg-windows"] = Predictor(folder, window_plan="windows")
+        if folder.card.postprocess.refine_classes:
+            predictors["medseg-no-refine"] = Predictor(folder, intensity_refinement=False)
     reference = predictors["medseg"]
     network = reference.model.build_network()  # unfused, as a MONAI user has it
     classes = reference.config.network.out_channels
