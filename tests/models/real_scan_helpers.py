@@ -93,3 +93,17 @@ def stripped_moved_dice(predictor: Any, check: dict[str, Any]) -> tuple[float, f
     image, reference, _ = move(check["image"] * check["mask"], check["reference"], check["mask"], check["affine"])
     dice = class_dice(predictor.predict(Volume(image[None], check["affine"], ("T1",))).labels.array, reference)
     return dice["CSF"], dice["GM"], dice["WM"]
+
+
+def assert_whole_head(predictor: Any, check: dict[str, Any], bars: tuple[float, float, float, float]) -> None:
+    """``whole_head_scores`` at least (brain Dice, -, GM Dice, WM Dice) and at most the mL outside in ``bars``."""
+    min_brain, max_outside, min_gm, min_wm = bars
+    brain, outside, dice = whole_head_scores(predictor, check)
+    assert brain >= min_brain and outside <= max_outside, (check["name"], brain, outside)
+    assert dice["GM"] >= min_gm and dice["WM"] >= min_wm, (check["name"], dice)
+
+
+def assert_stripped_moved(predictor: Any, check: dict[str, Any], bars: tuple[float, float, float]) -> None:
+    """``stripped_moved_dice`` (CSF, GM, WM) at least ``bars``."""
+    values = stripped_moved_dice(predictor, check)
+    assert all(value >= bar for value, bar in zip(values, bars)), (check["name"], values)

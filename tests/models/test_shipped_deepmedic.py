@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from real_scan_helpers import load_real_checks, stripped_moved_dice, whole_head_scores
+from real_scan_helpers import assert_stripped_moved, assert_whole_head, load_real_checks
 
 from medseg.evaluation.shift_checks import class_dice
 from medseg.inference import Predictor
@@ -59,10 +59,7 @@ def test_the_sample_test_subjects(predictor: Predictor, sample: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(WHOLE_HEAD))
 def test_a_real_head_with_the_skull_on(predictor: Predictor, real_checks: dict[str, dict], name: str) -> None:
-    min_brain, max_outside, min_gm, min_wm = WHOLE_HEAD[name]
-    brain, outside, dice = whole_head_scores(predictor, real_checks[name])
-    assert brain >= min_brain and outside <= max_outside, (brain, outside)
-    assert dice["GM"] >= min_gm and dice["WM"] >= min_wm, dice
+    assert_whole_head(predictor, real_checks[name], WHOLE_HEAD[name])
 
 
 @pytest.mark.slow
@@ -70,5 +67,4 @@ def test_a_real_head_with_the_skull_on(predictor: Predictor, real_checks: dict[s
 def test_a_real_skull_stripped_brain_rigidly_moved(
     predictor: Predictor, real_checks: dict[str, dict], name: str
 ) -> None:
-    values = stripped_moved_dice(predictor, real_checks[name])
-    assert all(value >= bar for value, bar in zip(values, STRIPPED_MOVED[name])), values
+    assert_stripped_moved(predictor, real_checks[name], STRIPPED_MOVED[name])
