@@ -31,7 +31,7 @@ from medseg.inference.model_card import ModelCard, check_card_fits, read_card, w
 from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
 from medseg.networks.norm_statistics import with_norm_statistics
-from medseg.networks.weights import torch_load_safely
+from medseg.networks.weights import load_state_dict_safely
 
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
@@ -72,12 +72,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise InputError(path, "weights file not found", EXPORT_HINT)
-    state = torch_load_safely(path, "weights file", "only use weights from a source you trust, and " + EXPORT_HINT)
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise InputError(path, "not a state_dict (a mapping of parameter names to tensors)", EXPORT_HINT)
-    return state
+    return load_state_dict_safely(path, "weights file", "only use weights from a source you trust, and " + EXPORT_HINT)
 
 
 def check_weights_fit(state: dict[str, torch.Tensor], config: ExperimentConfig, path: Path) -> None:

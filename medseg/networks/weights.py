@@ -32,3 +32,13 @@ def torch_load_safely(path: Path, what: str, hint: str) -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise InputError(path, f"cannot read the {what} ({type(error).__name__}: {error})",
                          f"the file is damaged or not a torch file; {hint}") from None
+
+
+def load_state_dict_safely(path: Path, what: str, hint: str) -> dict[str, torch.Tensor]:
+    """``torch_load_safely``, then an InputError unless the file holds a state_dict (names -> tensors)."""
+    state = torch_load_safely(path, what, hint)
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InputError(path, "not a state_dict (a mapping of parameter names to tensors)", hint)
+    return state

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from medseg.errors import ConfigError, InputError
-from medseg.networks.weights import torch_load_safely
+from medseg.networks.weights import load_state_dict_safely
 from medseg.training.checkpoint import load_checkpoint
 
 MODEL_FOLDER_WEIGHTS = "weights.pt"
@@ -61,11 +61,7 @@ def source_weights(path: str | Path) -> dict[str, torch.Tensor]:
     hint = "give a run's checkpoint (.pt) or a model folder written by `medseg model-folder`"
     if not weights.is_file():
         raise InputError(path, f"a folder without {MODEL_FOLDER_WEIGHTS}", hint)
-    state = torch_load_safely(weights, "weights file", hint)
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise InputError(weights, "not a state_dict (a mapping of parameter names to tensors)", hint)
-    return state
+    return load_state_dict_safely(weights, "weights file", hint)
 
 
 def init_from_checkpoint(model: nn.Module, path: str | Path) -> TransferReport:
