@@ -1,9 +1,9 @@
 """Finish benchmark: resampling back and the per-voxel finish on a 1 mm whole brain, old path against new, in one run.
 
 The scan is the MNI ICBM152 template at 1 mm (197 x 233 x 189, nilearn's wheel), predicted with the
-shipped brain model (``Predictor`` defaults). Rounds alternate: the baseline (MONAI ``SpatialResample``,
-the code before issue 14) and medseg's current finish (separable resampling); the clean-up is MONAI's
-``KeepLargestConnectedComponent`` in both (set explicitly in the baseline). Each round's ``timings`` give
+shipped brain model (``Predictor`` defaults). Rounds alternate: the baseline (the code before issue 14:
+MONAI ``SpatialResample``, MONAI ``KeepLargestConnectedComponent``, xlogy entropy, scipy's labelling in the
+QC) and medseg's current finish (separable resampling, cc3d components, in-place entropy). Each round's ``timings`` give
 ``resample`` and ``postprocess`` (labels, entropy, clean-up, volumes, QC); the fastest of each is
 reported, with the agreement of the two outputs (Dice per class, largest entropy difference).
 End to end (read the NIfTI, predict, write labels) is timed too, fastest of the rounds.
@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, ensure_root_on_path, machine, markdown_table, write_results  # noqa: E402
@@ -33,6 +35,7 @@ ensure_root_on_path()
 from medseg.data.template import tissue_template  # noqa: E402
 from medseg.inference import finish as finish_module  # noqa: E402
 from medseg.inference import predictor as predictor_module  # noqa: E402
+from medseg.inference import qc as qc_module  # noqa: E402
 from medseg.inference.predictor import Predictor  # noqa: E402
 from medseg.io import read_scan  # noqa: E402
 from medseg.io.write import write_labels  # noqa: E402
@@ -50,18 +53,40 @@ def monai_largest_foreground(labels: np.ndarray) -> np.ndarray:
     return np.asarray(transform(torch.as_tensor(labels[None].astype(np.int64)))[0].numpy(), dtype=labels.dtype)
 
 
+def xlogy_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """The entropy before issue 14: xlogy over the whole (C, ...) slab."""
+    entropy = -torch.special.xlogy(probabilities, probabilities).sum(dim=0)
+    if probabilities.shape[0] > 1:
+        entropy /= math.log(probabilities.shape[0])
+    return entropy.clamp_(min=0.0)
+
+
+def scipy_outside_ml(labels: np.ndarray, spacing: tuple[float, ...]) -> float:
+    """The QC's stray-foreground measure before issue 14: scipy's labelling."""
+    foreground = np.asarray(labels) > 0
+    if not foreground.any():
+        return 0.0
+    components, count = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return 0.0
+    sizes = np.bincount(components.ravel())[1:]
+    return int(foreground.sum() - sizes.max()) * float(np.prod(spacing)) / 1000.0
+
+
+# (module, attribute, the code before issue 14)
+BEFORE = [
+    (finish_module, "axis_map", lambda grid, source: None),  # every grid through SpatialResample
+    (finish_module, "normalised_entropy", xlogy_entropy),
+    (predictor_module, "keep_largest_foreground", monai_largest_foreground),
+    (qc_module, "outside_main_structure_ml", scipy_outside_ml),
+]
+CURRENT = [(module, name, getattr(module, name)) for module, name, _ in BEFORE]
+
+
 def baseline(on: bool) -> None:
     """Switch the finish to the code before issue 14 (on) or back (off)."""
-    if on:
-        finish_module.axis_map = lambda grid, source: None  # every grid through SpatialResample
-        predictor_module.keep_largest_foreground = monai_largest_foreground
-    else:
-        finish_module.axis_map = ORIGINAL_AXIS_MAP
-        predictor_module.keep_largest_foreground = ORIGINAL_LARGEST
-
-
-ORIGINAL_AXIS_MAP = finish_module.axis_map
-ORIGINAL_LARGEST = predictor_module.keep_largest_foreground
+    for module, name, function in BEFORE if on else CURRENT:
+        setattr(module, name, function)
 
 
 def dice(a: np.ndarray, b: np.ndarray, value: int) -> float:

@@ -8,7 +8,7 @@ temporaries are made on a large CT.
 Resampling: the network grid is the scan's grid reoriented and respaced by preprocessing, so the
 map from source voxels to grid voxels is, per axis, a scale and a shift (with the axes permuted).
 Trilinear interpolation with border padding is then separable: ``to_source_grid`` interpolates
-along one axis at a time (``_separable_resample``: two gathers and a ``torch.lerp`` per axis),
+along one axis at a time (``_separable_resample``: two matrix products and a ``torch.lerp`` per plane),
 which gives MONAI ``SpatialResample``'s answer (bilinear, border, align_corners=False: voxel
 centres at integer indices, coordinates clamped to [0, n - 1]) to float32 rounding (tested,
 <= 1e-5) at a fraction of ``grid_sample``'s cost. Any other map (an oblique grid) still goes
@@ -30,6 +30,8 @@ from medseg.types import Volume
 SLAB_VOXELS = 1_000_000
 # Off-axis terms of the source -> grid voxel map below this (voxels per voxel) count as zero.
 AXIS_TOLERANCE = 1e-7
+# Probabilities are clamped to this before the logarithm of the entropy (smallest normal float32).
+SMALLEST_FLOAT32 = float(np.finfo(np.float32).tiny)
 
 
 def first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
@@ -53,9 +55,16 @@ def normalised_entropy(probabilities: torch.Tensor) -> torch.Tensor:
     The same formula as ``medseg.evaluation.uncertainty.predictive_entropy`` (which works in float64
     numpy, ~10x slower on a CT); the two agree to float32 rounding (tested).
     """
-    entropy = -torch.special.xlogy(probabilities, probabilities).sum(dim=0)
+    # One class at a time into two preallocated planes (clamp, log, multiply in place): 4x faster than
+    # xlogy over the whole (C, ...) slab, which makes full-size temporaries. p = 0 gives 0 * log(tiny) = 0.
+    entropy = torch.zeros(probabilities.shape[1:], dtype=torch.float32)
+    term = torch.empty_like(entropy)
+    for value in range(probabilities.shape[0]):
+        torch.clamp(probabilities[value], min=SMALLEST_FLOAT32, out=term)
+        term.log_().mul_(probabilities[value])
+        entropy.sub_(term)
     if probabilities.shape[0] > 1:
-        entropy /= math.log(probabilities.shape[0])
+        entropy.mul_(1.0 / math.log(probabilities.shape[0]))
     return entropy.clamp_(min=0.0)
 
 
@@ -91,10 +100,12 @@ def labels_and_uncertainty(probabilities: np.ndarray) -> tuple[np.ndarray, np.nd
 def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarray, volume: Volume) -> np.ndarray:
     """Resample probabilities (C, I', J', K') on ``affine`` onto ``volume``'s grid, renormalised.
 
-    Uses MONAI's ``SpatialResample`` to the source affine and shape (bilinear, border padding), one
-    slab of source planes at a time (each slab's affine is the source affine shifted by its first
-    plane, so every voxel samples the same point as a whole-volume resample, and the sampling grid
-    stays small); when the grids already agree (1e-6) the array is renormalised in place.
+    A grid that is the source's scaled and permuted (``axis_map``) is resampled separably (no
+    renormalisation needed: the weights sum to one). Any other grid uses MONAI's ``SpatialResample``
+    to the source affine and shape (bilinear, border padding), one slab of source planes at a time
+    (each slab's affine is the source affine shifted by its first plane, so every voxel samples the
+    same point as a whole-volume resample, and the sampling grid stays small); when the grids already
+    agree (1e-6) the array is renormalised in place.
     Slabs run along the first axis: ``source_affine @ shift`` with ``shift`` moving voxel 0 to the slab's first plane.
 
     Returns:
@@ -108,7 +119,7 @@ def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarra
     if tuple(values.shape[1:]) == shape and np.allclose(grid_affine, source_affine, atol=1e-6):
         result = values.numpy()
     elif axes is not None:
-        result = _separable_resample(values, axes, shape)
+        return _separable_resample(values, axes, shape)  # a distribution by construction: no renormalisation
     else:
         image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
         resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
@@ -157,14 +168,18 @@ def _lerp_weights(
     return torch.from_numpy(low), torch.from_numpy(high), torch.from_numpy((coords - low).astype(np.float32))
 
 
-def _lerp_along(
-    values: torch.Tensor, dim: int, weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-) -> torch.Tensor:
-    """Linear interpolation of ``values`` along ``dim`` at the given (i0, i1, w)."""
+def _interpolation_matrix(weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int) -> torch.Tensor:
+    """(size, n) float32 matrix M with ``values @ M`` = linear interpolation of ``values``'s last axis at (i0, i1, w).
+
+    Two non-zero weights per column, non-negative and summing to one. A dense matmul beats a gather
+    along a contiguous axis ~3x here (the zeros cost FLOPs that oneDNN has to spare; gathers are strided).
+    """
     low, high, weight = weights
-    shape = [1] * values.dim()
-    shape[dim] = -1
-    return torch.lerp(values.index_select(dim, low), values.index_select(dim, high), weight.view(shape))
+    columns = torch.arange(low.shape[0])
+    matrix = torch.zeros(size, low.shape[0], dtype=torch.float32)
+    matrix.index_put_((low, columns), 1.0 - weight, accumulate=True)
+    matrix.index_put_((high, columns), weight, accumulate=True)
+    return matrix
 
 
 def _separable_resample(
@@ -173,24 +188,29 @@ def _separable_resample(
     """Trilinear, border-padded resampling of (C, I', J', K') onto a source grid of ``shape``, one axis at a time.
 
     Slabs along the first source axis: each takes only the grid planes it needs, interpolates the
-    last axis first (the gather along contiguous memory runs on the small grid), then the second and
-    the first axes.
+    last and the second axes as matrix products on those planes (``_interpolation_matrix``), then
+    each output plane of the first axis as one ``torch.lerp`` of two planes written in place.
+    Weights are non-negative and sum to one, so probabilities stay probabilities (to float32 rounding).
 
     Returns:
-        (C, I, J, K) float32 (not yet renormalised).
+        (C, I, J, K) float32.
     """
     grid = values.permute(0, *(1 + p for p, _, _ in axes))  # grid axes in source-axis order (a view)
     sizes = grid.shape[1:]
-    last = _lerp_weights(axes[2][1], axes[2][2], shape[2], sizes[2])
-    middle = _lerp_weights(axes[1][1], axes[1][2], shape[1], sizes[1])
+    last = _interpolation_matrix(_lerp_weights(axes[2][1], axes[2][2], shape[2], sizes[2]), sizes[2])  # (K', K)
+    middle = _interpolation_matrix(_lerp_weights(axes[1][1], axes[1][2], shape[1], sizes[1]), sizes[1]).T  # (J, J')
     first_low, first_high, first_weight = _lerp_weights(axes[0][1], axes[0][2], shape[0], sizes[0])
     result = np.empty((values.shape[0], *shape), dtype=np.float32)
+    output = torch.from_numpy(result)
     for slab in slabs(shape):
         low, high = first_low[slab], first_high[slab]
         planes = torch.unique(torch.cat([low, high]))  # sorted grid planes this slab needs
-        part = _lerp_along(grid.index_select(1, planes), 3, last)
-        part = _lerp_along(part, 2, middle)
-        position = torch.searchsorted(planes, torch.stack([low, high]))
-        part = _lerp_along(part, 1, (position[0], position[1], first_weight[slab]))
-        result[:, slab] = part.numpy()
+        part = torch.matmul(middle, torch.matmul(grid.index_select(1, planes), last))  # (C, planes, J, K)
+        position = torch.searchsorted(planes, torch.stack([low, high])).tolist()
+        for index, (a, b, weight) in enumerate(zip(position[0], position[1], first_weight[slab].tolist())):
+            target = output[:, slab.start + index]
+            if a == b or weight == 0.0:
+                target.copy_(part[:, a])
+            else:
+                torch.lerp(part[:, a], part[:, b], weight, out=target)
     return result

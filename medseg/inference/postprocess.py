@@ -2,31 +2,60 @@
 
 Removed voxels become background (0), as in nnU-Net's postprocessing. Components are
 26-connected (full 3D connectivity) so that a thin diagonal structure stays one piece.
-Both steps use MONAI transforms (``KeepLargestConnectedComponent``, ``RemoveSmallObjects``).
+
+The labelling is ``cc3d`` (connected-components-3d, seung-lab), not MONAI's
+``KeepLargestConnectedComponent`` / ``RemoveSmallObjects``: those give the same answer
+(tested against them) but go through an int64 copy and scikit-image's labelling, 12x slower on
+a 1 mm head (0.23 s vs 0.02 s on 2 cores), which was the largest part of the per-voxel finish.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
+import cc3d
 import numpy as np
-import torch
-from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
-FULL_CONNECTIVITY = 3  # 26-neighbourhood in 3D
+FULL_CONNECTIVITY = 26  # 26-neighbourhood in 3D
+FEW_CLASSES = 16  # label maps with values up to this are scanned per value, not bincounted
 
 
 def _present(labels: np.ndarray) -> list[int]:
-    """The label values present (bincount for small non-negative integers: no sort of the whole grid)."""
+    """The label values present, without a sort (or an int64 copy) of the whole grid for a few classes."""
     if labels.dtype in (np.uint8, np.uint16) and labels.size:
+        top = int(labels.max())
+        if top <= FEW_CLASSES:  # one comparison pass per value (bincount first copies the grid to int64)
+            return [v for v in range(top + 1) if v == top or np.any(labels == v)]
         return [int(v) for v in np.flatnonzero(np.bincount(labels.reshape(-1)))]
     return [int(v) for v in np.unique(labels)]
 
 
-def _classes(labels: np.ndarray, classes: Sequence[int] | None) -> list[int]:
-    present = [v for v in _present(labels) if v != 0]
-    return present if classes is None else [c for c in classes if c in present]
+def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected components of a boolean mask.
+
+    Args:
+        mask: (I, J, K) bool.
+
+    Returns:
+        (I, J, K) component ids (0 outside the mask, 1.. in raster order of first voxel) and the
+        voxel count of each id (index 0 counted as 0).
+    """
+    components = cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool), connectivity=FULL_CONNECTIVITY)
+    sizes = np.bincount(components.reshape(-1))
+    sizes[0] = 0
+    return components, sizes
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """(I, J, K) bool: the largest 26-connected component of a boolean mask (the first in raster order on ties)."""
+    return cc3d.largest_k(np.ascontiguousarray(mask, dtype=bool), k=1, connectivity=FULL_CONNECTIVITY) != 0
+
+
+def _mask_of(labels: np.ndarray, chosen: list[int], present: list[int]) -> np.ndarray:
+    """(I, J, K) bool: voxels whose label is one of ``chosen`` (all foreground without an isin pass)."""
+    if chosen == [v for v in present if v != 0]:
+        return labels != 0
+    return np.isin(labels, chosen)
 
 
 def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
@@ -46,6 +75,8 @@ def keep_largest_component(
 ) -> np.ndarray:
     """Keep only the largest connected component of each class (or of the classes taken together).
 
+    Ties between equally large components keep the first in raster order (as MONAI does).
+
     Args:
         labels: (I, J, K) integer label map.
         classes: label values to clean (default: every foreground class present).
@@ -55,14 +86,15 @@ def keep_largest_component(
         (I, J, K) label map of the same dtype; removed voxels are 0.
     """
     labels = np.asarray(labels)
-    chosen = _classes(labels, classes)
-    if not chosen:
-        return labels.copy()
-    transform = KeepLargestConnectedComponent(
-        applied_labels=chosen, is_onehot=False, independent=independent, connectivity=FULL_CONNECTIVITY
-    )
-    kept = transform(torch.as_tensor(labels[None].astype(np.int64)))
-    return np.asarray(kept[0].cpu().numpy(), dtype=labels.dtype)
+    result = labels.copy()
+    present = _present(labels)
+    chosen = [v for v in present if v != 0] if classes is None else [c for c in classes if c in present and c != 0]
+    groups = [[value] for value in chosen] if independent else [chosen] if chosen else []
+    for group in groups:
+        mask = _mask_of(labels, group, present)
+        mask &= ~largest_component(mask)  # the voxels to remove
+        result[mask] = 0
+    return result
 
 
 def remove_small_components(
@@ -73,7 +105,8 @@ def remove_small_components(
     Args:
         labels: (I, J, K) integer label map.
         spacing: voxel size in mm along i, j, k.
-        min_ml: components with a smaller volume (mL = 1000 mm^3) are removed; <= 0 = no-op.
+        min_ml: components with a smaller volume (mL = 1000 mm^3) are removed (strictly smaller,
+            as scikit-image's ``remove_small_objects``); <= 0 = no-op.
         classes: label values to clean (default: every foreground class present).
 
     Returns:
@@ -83,17 +116,15 @@ def remove_small_components(
     result = labels.copy()
     if min_ml <= 0:
         return result
-    transform = RemoveSmallObjects(
-        min_size=min_ml * 1000.0, connectivity=FULL_CONNECTIVITY, by_measure=True,
-        pixdim=[float(s) for s in spacing],
-    )
-    for value in _classes(labels, classes):
+    voxel_mm3 = float(np.prod([float(s) for s in spacing]))
+    present = [v for v in _present(labels) if v != 0]
+    for value in present if classes is None else [c for c in classes if c in present]:
         mask = labels == value
-        with warnings.catch_warnings():
-            # MONAI 1.6 still passes skimage's deprecated `min_size` (strictly-smaller rule, which we want).
-            warnings.simplefilter("ignore", FutureWarning)
-            kept = np.asarray(transform(torch.as_tensor(mask[None])).cpu().numpy()[0], dtype=bool)
-        result[mask & ~kept] = 0
+        components, sizes = connected_components(mask)
+        small = sizes * voxel_mm3 < min_ml * 1000.0
+        small[0] = False
+        if small.any():
+            result[small[components]] = 0
     return result
 
 

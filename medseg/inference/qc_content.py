@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
+
+from medseg.inference.postprocess import largest_component
 
 MAX_SEPARATION_SAMPLES = 200_000  # voxels per class used for the intensity statistics (strided)
 
@@ -28,11 +29,7 @@ def outside_main_structure_ml(labels: np.ndarray, spacing: Sequence[float]) -> f
     foreground = np.asarray(labels) > 0
     if not foreground.any():
         return 0.0
-    components, count = ndimage.label(foreground, structure=np.ones((3, 3, 3), dtype=bool))
-    if count <= 1:
-        return 0.0
-    sizes = np.bincount(components.ravel())[1:]
-    outside = int(foreground.sum() - sizes.max())
+    outside = int(np.count_nonzero(foreground)) - int(np.count_nonzero(largest_component(foreground)))
     return outside * float(np.prod(spacing)) / 1000.0
 
 
@@ -52,12 +49,12 @@ def minimum_class_separation(
     """
     statistics = {}
     flat_labels = np.asarray(labels).ravel()
-    flat_image = np.asarray(image, dtype=np.float64).ravel()
+    flat_image = np.asarray(image).ravel()  # float64 only for the sampled values, not a copy of the scan
     for value in range(1, len(class_names)):
         values = flat_image[flat_labels == value]
         if values.size < min_voxels:
             continue
-        values = values[:: max(values.size // MAX_SEPARATION_SAMPLES, 1)]
+        values = values[:: max(values.size // MAX_SEPARATION_SAMPLES, 1)].astype(np.float64)
         statistics[class_names[value]] = (float(values.mean()), float(values.var()))
     best, pair = math.inf, ""
     for (name_a, (mean_a, var_a)), (name_b, (mean_b, var_b)) in itertools.combinations(statistics.items(), 2):
