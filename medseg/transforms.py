@@ -48,6 +48,23 @@ RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 LABEL = "label"
 
 
+# At most this many non-zero voxels enter the percentile (a strided subset beyond: as good, and the same
+# subset torch.quantile's size limit imposed when training ran with it).
+PERCENTILE_MAX_VOXELS = 2**24
+
+
+def percentile_of_nonzero(channel: torch.Tensor | np.ndarray, percentile: float) -> float:
+    """The ``percentile`` (linear interpolation, as ``torch.quantile``) of the non-zero voxels of (I, J, K); 0 if none.
+
+    numpy's percentile selects by partition (O(n)); ``torch.quantile`` sorts, 4-7x slower on a head.
+    """
+    values = np.asarray(channel.detach().cpu().numpy() if isinstance(channel, torch.Tensor) else channel)
+    values = values[values != 0]
+    if values.size > PERCENTILE_MAX_VOXELS:
+        values = values[:: int(math.ceil(values.size / PERCENTILE_MAX_VOXELS))]
+    return float(np.percentile(values.astype(np.float32, copy=False), percentile)) if values.size else 0.0
+
+
 class ScaleToPercentiled(MapTransform):
     """Divide each channel by the ``percentile`` of its non-zero voxels (MR in arbitrary units).
 
@@ -67,10 +84,7 @@ class ScaleToPercentiled(MapTransform):
             image = item[key]
             scaled = []
             for channel in image:
-                values = channel[channel != 0]
-                if values.numel() > 2**24:  # torch.quantile's limit: a strided subset is as good
-                    values = values[:: int(math.ceil(values.numel() / 2**24))]
-                scale = float(torch.quantile(values.float(), self.percentile / 100.0)) if values.numel() else 0.0
+                scale = percentile_of_nonzero(channel, self.percentile)
                 scaled.append(channel / scale if scale > 0 else channel)
             item[key] = torch.stack(scaled) if isinstance(image, torch.Tensor) else np.stack(scaled)
             if isinstance(image, MetaTensor) and not isinstance(item[key], MetaTensor):

@@ -104,12 +104,12 @@ def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarra
     renormalisation needed: the weights sum to one). Any other grid uses MONAI's ``SpatialResample``
     to the source affine and shape (bilinear, border padding), one slab of source planes at a time
     (each slab's affine is the source affine shifted by its first plane, so every voxel samples the
-    same point as a whole-volume resample, and the sampling grid stays small); when the grids already
-    agree (1e-6) the array is renormalised in place.
+    same point as a whole-volume resample, and the sampling grid stays small), then renormalised; when
+    the grids already agree (1e-6) the probabilities are returned as they are (a numpy view).
     Slabs run along the first axis: ``source_affine @ shift`` with ``shift`` moving voxel 0 to the slab's first plane.
 
     Returns:
-        (C, I, J, K) float32 summing to 1 over C.
+        (C, I, J, K) float32 summing to 1 over C (on the same grid: the input's memory, not a copy).
     """
     source_affine = np.asarray(volume.affine, dtype=np.float64)
     grid_affine = np.asarray(torch.as_tensor(affine).detach().cpu().numpy(), dtype=np.float64)
@@ -117,19 +117,18 @@ def to_source_grid(probabilities: torch.Tensor, affine: torch.Tensor | np.ndarra
     shape = tuple(volume.spatial_shape)
     axes = axis_map(grid_affine, source_affine)
     if tuple(values.shape[1:]) == shape and np.allclose(grid_affine, source_affine, atol=1e-6):
-        result = values.numpy()
-    elif axes is not None:
+        return values.numpy()  # already a distribution per voxel (softmax, or a mean of them)
+    if axes is not None:
         return _separable_resample(values, axes, shape)  # a distribution by construction: no renormalisation
-    else:
-        image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
-        resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
-        result = np.empty((values.shape[0], *shape), dtype=np.float32)
-        for slab in slabs(shape):
-            shift = np.eye(4)
-            shift[0, 3] = slab.start
-            moved = resample(image, dst_affine=torch.as_tensor(source_affine @ shift),
-                             spatial_size=(slab.stop - slab.start, *shape[1:]))
-            result[:, slab] = moved.as_tensor().float().numpy()
+    image = MetaTensor(values, affine=torch.as_tensor(grid_affine))
+    resample = SpatialResample(mode="bilinear", padding_mode="border", align_corners=False, dtype=torch.float32)
+    result = np.empty((values.shape[0], *shape), dtype=np.float32)
+    for slab in slabs(shape):
+        shift = np.eye(4)
+        shift[0, 3] = slab.start
+        moved = resample(image, dst_affine=torch.as_tensor(source_affine @ shift),
+                         spatial_size=(slab.stop - slab.start, *shape[1:]))
+        result[:, slab] = moved.as_tensor().float().numpy()
     for slab in slabs(result.shape[1:]):  # in place, a slab at a time: no full-size temporaries
         part = result[:, slab]
         np.clip(part, 0.0, None, out=part)

@@ -17,7 +17,7 @@ import cc3d
 import numpy as np
 
 FULL_CONNECTIVITY = 26  # 26-neighbourhood in 3D
-FEW_CLASSES = 16  # label maps with values up to this are scanned per value, not bincounted
+FEW_CLASSES = 16  # label maps (components) with values up to this are counted per value, not bincounted
 
 
 def _present(labels: np.ndarray) -> list[int]:
@@ -40,15 +40,22 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (I, J, K) component ids (0 outside the mask, 1.. in raster order of first voxel) and the
         voxel count of each id (index 0 counted as 0).
     """
-    components = cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool), connectivity=FULL_CONNECTIVITY)
-    sizes = np.bincount(components.reshape(-1))
-    sizes[0] = 0
+    components, count = cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool),
+                                                  connectivity=FULL_CONNECTIVITY, return_N=True)
+    if count <= FEW_CLASSES:  # a pass per component beats bincount's int64 copy of the grid
+        sizes = np.array([0] + [np.count_nonzero(components == i) for i in range(1, count + 1)], dtype=np.int64)
+    else:
+        sizes = np.bincount(components.reshape(-1), minlength=count + 1)
+        sizes[0] = 0
     return components, sizes
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """(I, J, K) bool: the largest 26-connected component of a boolean mask (the first in raster order on ties)."""
-    return cc3d.largest_k(np.ascontiguousarray(mask, dtype=bool), k=1, connectivity=FULL_CONNECTIVITY) != 0
+    components, sizes = connected_components(mask)
+    if len(sizes) <= 2:  # empty, or one component
+        return np.asarray(mask, dtype=bool).copy()
+    return components == int(np.argmax(sizes))
 
 
 def _mask_of(labels: np.ndarray, chosen: list[int], present: list[int]) -> np.ndarray:
@@ -131,7 +138,11 @@ def remove_small_components(
 def class_volumes_ml(labels: np.ndarray, spacing: Sequence[float], class_names: Sequence[str]) -> dict[str, float]:
     """Volume in mL of each foreground class (name -> mL), zero for absent classes."""
     voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
-    flat = np.asarray(labels).reshape(-1)
+    labels = np.asarray(labels)
+    if len(class_names) <= FEW_CLASSES:  # a comparison pass per class: no int64 copy at all
+        return {name: float(np.count_nonzero(labels == index)) * voxel_ml
+                for index, name in enumerate(class_names) if index > 0}
+    flat = labels.reshape(-1)
     counts = np.zeros(len(class_names), dtype=np.int64)
     for start in range(0, flat.size, 1 << 22):  # chunks: no int64 copy of a whole CT
         chunk = np.bincount(flat[start : start + (1 << 22)].astype(np.int64), minlength=len(class_names))

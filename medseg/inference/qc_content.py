@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from medseg.inference.postprocess import largest_component
+from medseg.inference.postprocess import connected_components
 
 MAX_SEPARATION_SAMPLES = 200_000  # voxels per class used for the intensity statistics (strided)
 
@@ -29,7 +29,8 @@ def outside_main_structure_ml(labels: np.ndarray, spacing: Sequence[float]) -> f
     foreground = np.asarray(labels) > 0
     if not foreground.any():
         return 0.0
-    outside = int(np.count_nonzero(foreground)) - int(np.count_nonzero(largest_component(foreground)))
+    _, sizes = connected_components(foreground)
+    outside = int(sizes.sum() - sizes.max())
     return outside * float(np.prod(spacing)) / 1000.0
 
 

@@ -96,3 +96,10 @@ def test_same_answer_as_monai_transforms_on_random_label_maps(seed) -> None:
     cleaned = remove_small_components(labels, spacing, min_ml=0.05)
     assert not np.array_equal(cleaned, labels)  # the case removes something
     assert np.array_equal(cleaned, expected)
+
+
+def test_class_volumes_with_many_classes_take_the_chunked_count() -> None:
+    labels = np.random.default_rng(3).integers(0, 20, size=(9, 8, 7)).astype(np.uint8)
+    names = tuple(f"c{i}" for i in range(20))
+    volumes = class_volumes_ml(labels, (2.0, 1.0, 1.0), names)
+    assert volumes == pytest.approx({f"c{i}": 0.002 * int((labels == i).sum()) for i in range(1, 20)})
