@@ -26,6 +26,10 @@ from medseg.windows.blend import COMPACT_ELEMENTS
 # oneDNN's reordered copies and workspace): measured 194 MB peak growth for a 16-128 UNet on 64x64x80, i.e.
 # ~7 maps per level (tests/windows/test_memory.py; 2 was below the measurement).
 WORKING_FACTOR = 8
+# Per forward, whatever the window: oneDNN's scratchpads, reorder buffers and primitive caches, and the
+# allocator's slack. The 16-128 UNet on 64x64x80 peaked at 189 MB on one CPU and 225 MB on another (the
+# kernels oneDNN picks depend on the instruction set), against 224 MB from the per-level count alone.
+FORWARD_OVERHEAD = 64 * 2**20
 # DeepMedic: maps of its widest layers held at once (a layer's input, its normalised and activated copies,
 # its output, and the two earlier outputs a residual may add).
 DEEPMEDIC_FACTOR = 5
@@ -49,13 +53,13 @@ def working_bytes(config: NetworkConfig, window: Sequence[int], margin: int = 0)
         # The head holds both pathways' outputs while its 1x1x1 layers run (two of the widest at a time).
         head = 2 * widest + 2 * max((*config.deepmedic_fc_channels, config.out_channels))
         maps = DEEPMEDIC_FACTOR * widest * (inputs + low) + head * outputs
-        return int(ends + maps * FLOAT32)
+        return int(FORWARD_OVERHEAD + ends + maps * FLOAT32)
     scale, per_voxel = 1, 0.0
     for level, channels in enumerate(config.channels):
         per_voxel += channels / scale**3
         if level < len(config.strides):
             scale *= config.strides[level]
-    return int(ends + WORKING_FACTOR * per_voxel * outputs * FLOAT32)
+    return int(FORWARD_OVERHEAD + ends + WORKING_FACTOR * per_voxel * outputs * FLOAT32)
 
 
 def peak_bytes(shape: Sequence[int], in_channels: int, classes: int, kind: str, working: int) -> int:
