@@ -33,6 +33,7 @@ from medseg.io.dicom_headers import (
     SliceHeader,
     frame_headers,
     read_dicom_header,
+    remembered,
     slice_header,
 )
 from medseg.io.dicom_objects import check_image_object
@@ -236,6 +237,13 @@ def check_series_files(
     for path, dataset in zip(files, datasets):
         if dataset is None:
             raise InputError(path, "not a DICOM file", "remove it from the series or pass only the series files")
+    # Discovery checks a series and the reader that follows it checks the same header objects again: once.
+    return remembered("series checks", datasets, (str(where), tuple(str(path) for path in files), min_slices),
+                      lambda: _check_series(where, files, datasets, min_slices))
+
+
+def _check_series(where: str | Path, files: Sequence[Path], datasets: Sequence[Dataset], min_slices: int
+                  ) -> CheckedSeries:
     series = sorted({str(d.get("SeriesInstanceUID", "")) for d in datasets})
     if len(series) > 1:
         raise InputError(where, f"files belong to {len(series)} different series (SeriesInstanceUID)",

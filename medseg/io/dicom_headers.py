@@ -32,9 +32,10 @@ import os
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pydicom
@@ -46,6 +47,8 @@ from pydicom.tag import Tag
 
 from medseg.errors import InputError
 from medseg.io.redact import library_error
+
+T = TypeVar("T")
 
 # ImageOrientationPatient cosines must have length 1 and be orthogonal to this tolerance.
 UNIT_TOLERANCE = 1e-3
@@ -96,7 +99,9 @@ PIXEL_DATA_TAG = 0x7FE00010
 # Parsed headers kept for reuse (discovery then reading parse each file once); a few kB each.
 HEADER_CACHE_SIZE = 4096
 _CACHE: OrderedDict[tuple[object, ...], tuple[Dataset, int | None]] = OrderedDict()
-_SLICE_HEADERS: OrderedDict[int, tuple[Dataset, SliceHeader]] = OrderedDict()
+# Facts derived from headers (a slice's SliceHeader, a series' checks), keyed by the header objects' ids;
+# the objects are kept with the fact, so an id cannot be reused while it is remembered.
+_DERIVED: OrderedDict[tuple[object, ...], tuple[tuple[Dataset, ...], object]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 GEOMETRY_HINT = (
@@ -167,7 +172,7 @@ def clear_header_cache() -> None:
     """Forget every cached header (tests; a long-running process that wants the memory back)."""
     with _CACHE_LOCK:
         _CACHE.clear()
-        _SLICE_HEADERS.clear()
+        _DERIVED.clear()
 
 
 def _parse_header(path: Path) -> tuple[Dataset | None, int | None]:
@@ -228,15 +233,56 @@ def check_transfer_syntax(path: Path) -> None:
     Raises:
         InputError: deflated, or file meta that cannot be read.
     """
-    try:
-        meta = read_file_meta_info(path)
-    except Exception as error:  # noqa: BLE001 - any parser failure is this file's problem
-        raise InputError(path, f"DICOM file meta cannot be parsed ({library_error(error)})", DAMAGED_HINT) from None
-    if str(meta.get("TransferSyntaxUID", "")) == DEFLATED_SYNTAX:
+    syntax = _scanned_transfer_syntax(path)
+    if syntax is None:
+        try:
+            syntax = str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
+        except Exception as error:  # noqa: BLE001 - any parser failure is this file's problem
+            raise InputError(path, f"DICOM file meta cannot be parsed ({library_error(error)})",
+                             DAMAGED_HINT) from None
+    if syntax == DEFLATED_SYNTAX:
         raise InputError(
             path, "Deflated transfer syntax is refused: it must be inflated whole in memory (a small file can "
             "need gigabytes)", "convert the file to uncompressed DICOM (e.g. 'gdcmconv --raw' or dcmtk 'dcmconv +te')",
         )
+
+
+# Explicit VR elements with a 4-byte length (after 2 reserved bytes); the rest have a 2-byte length.
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_META_SCAN_BYTES = 4096
+
+
+def _scanned_transfer_syntax(path: Path) -> str | None:
+    """The TransferSyntaxUID of a part-10 file's meta, found by stepping over its group 0002 elements
+    (always explicit VR little endian); None when the scan finds anything unusual (pydicom then parses
+    the meta, with its errors). pydicom's full meta parse here, before the header read parses it again,
+    was a fifth of a header read."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(_META_SCAN_BYTES)
+    except OSError:
+        return None
+    position = 132
+    while position + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, position)
+        if group != 0x0002:
+            return None  # the meta ended without a transfer syntax
+        vr = data[position + 4:position + 6]
+        if vr in _LONG_VRS:
+            if position + 12 > len(data):
+                return None
+            length, start = struct.unpack_from("<I", data, position + 8)[0], position + 12
+        elif vr.isalpha() and vr.isupper():
+            length, start = struct.unpack_from("<H", data, position + 6)[0], position + 8
+        else:
+            return None
+        if start + length > len(data):
+            return None
+        if element == 0x0010:
+            value = data[start:start + length].rstrip(b"\0 ")
+            return value.decode("ascii") if value.isascii() else None
+        position = start + length
+    return None
 
 
 def check_sequences(path: Path, dataset: Dataset) -> None:
@@ -317,9 +363,9 @@ class SliceHeader:
 
 def _numbers(where: str, item: Dataset | None, keyword: str, count: int) -> np.ndarray:
     """``count`` finite numbers from a multi-valued tag, or InputError saying what is wrong."""
-    if item is None or keyword not in item or item[keyword].value in (None, "", []):
+    raw = item.get(keyword) if item is not None else None
+    if raw is None or raw == "" or raw == []:
         raise InputError(where, f"{keyword} is missing", GEOMETRY_HINT)
-    raw = item[keyword].value
     values = list(raw) if isinstance(raw, (list, tuple, pydicom.multival.MultiValue)) else [raw]
     try:
         numbers = np.array([float(v) for v in values], dtype=float)
@@ -397,23 +443,37 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
-    """The SliceHeader of a single-frame image file (header read without pixels).
+def remembered(kind: str, datasets: Sequence[Dataset], extra: tuple[object, ...], compute: Callable[[], T]) -> T:
+    """``compute()``, remembered for these header objects (shared and never modified, see
+    ``read_dicom_header``): discovery and the reader that follows it check a series once.
 
-    Remembered per header object (headers are shared and not modified, see ``read_dicom_header``),
-    so the series checks of discovery and of the reader that follows build it once.
+    A changed file is parsed into a new header object (the cache is keyed by the file's identity), so a
+    fact is never reused for a file that changed. Only results are remembered: a failed check raises again.
+
+    Args:
+        kind: what is computed (part of the key).
+        datasets: the headers the fact is computed from.
+        extra: the other arguments the fact depends on (paths, limits).
     """
+    key = (kind, tuple(id(dataset) for dataset in datasets), extra)
+    with _CACHE_LOCK:
+        known = _DERIVED.get(key)
+        if known is not None:
+            _DERIVED.move_to_end(key)
+    if known is not None and all(kept is given for kept, given in zip(known[0], datasets)):
+        return known[1]  # type: ignore[return-value]
+    value = compute()
+    with _CACHE_LOCK:
+        _DERIVED[key] = (tuple(datasets), value)
+        while len(_DERIVED) > HEADER_CACHE_SIZE:
+            _DERIVED.popitem(last=False)
+    return value
+
+
+def slice_header(path: Path, dataset: Dataset) -> SliceHeader:
+    """The SliceHeader of a single-frame image file (header read without pixels), built once per header."""
     where = str(path)
-    with _CACHE_LOCK:
-        known = _SLICE_HEADERS.get(id(dataset))
-    if known is not None and known[0] is dataset and known[1].source == where:
-        return known[1]
-    header = _slice_header(where, dataset)
-    with _CACHE_LOCK:
-        _SLICE_HEADERS[id(dataset)] = (dataset, header)  # the dataset is kept: its id stays its own
-        while len(_SLICE_HEADERS) > HEADER_CACHE_SIZE:
-            _SLICE_HEADERS.popitem(last=False)
-    return header
+    return remembered("slice header", (dataset,), (where,), lambda: _slice_header(where, dataset))
 
 
 def _slice_header(where: str, dataset: Dataset) -> SliceHeader:

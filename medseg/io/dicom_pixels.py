@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 INT16_MIN, INT16_MAX = -32768, 32767
+_FITS_INT16 = frozenset({np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)})  # no range pass needed
 NATIVE_LITTLE_ENDIAN = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
 # Integer rescale parameters up to these sizes are computed exactly in int64.
 MAX_INTEGER_SLOPE, MAX_INTEGER_INTERCEPT = 2**15, 2**31
@@ -135,7 +136,8 @@ class SliceStack:
 
     def put_integers(self, k: int, values: np.ndarray) -> None:
         """Slice ``k`` from exact integer values (any integer dtype), rows reversed."""
-        if self.values.dtype == np.int16 and values.size and values.min() >= INT16_MIN and values.max() <= INT16_MAX:
+        if self.values.dtype == np.int16 and (values.dtype in _FITS_INT16 or (
+                values.size and values.min() >= INT16_MIN and values.max() <= INT16_MAX)):
             np.copyto(self.values[k], values[::-1], casting="unsafe")
             return
         self._to_float()

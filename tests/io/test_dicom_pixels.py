@@ -11,6 +11,7 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import ImplicitVRLittleEndian
 
 from medseg.io import dicom as dicom_module
+from medseg.io import dicom_checks
 from medseg.io import dicom_headers
 from medseg.io.dicom import read_dicom_series
 from medseg.io.read import read_scan
@@ -135,3 +136,35 @@ def test_headers_are_parsed_once_from_discovery_to_pixels(write_series, monkeypa
     read = read_scan(files[0].parent)
     assert len(calls) == before + 1
     np.testing.assert_array_equal(read.array[0], reference(files))
+
+
+def test_a_series_is_checked_once_from_discovery_to_pixels(write_series, monkeypatch):
+    files = write_series()
+    dicom_headers.clear_header_cache()
+    checked: list[str] = []
+    original = dicom_checks.check_image_object
+
+    def counted(path, dataset):
+        checked.append(Path(path).name)
+        return original(path, dataset)
+
+    monkeypatch.setattr(dicom_checks, "check_image_object", counted)
+    read_scan(files[0].parent)  # discovery checks the series, the reader reuses that result
+    assert len(checked) == len(files)
+    rewrite(files[2], InstanceNumber=99)  # a changed file: a new header object, the whole series checked again
+    read_scan(files[0].parent)
+    assert len(checked) == 2 * len(files)
+
+
+def test_the_transfer_syntax_scan_agrees_with_pydicom_on_its_test_files():
+    bundled = Path(pydicom.__file__).parent / "data" / "test_files"  # in pydicom's wheel (get_testdata_files downloads)
+    part10 = [path for path in sorted(bundled.rglob("*.dcm")) if dicom_headers.dicom_prefix(path) == "part10"]
+    assert len(part10) > 50
+    scanned = 0
+    for path in part10:
+        got = dicom_headers._scanned_transfer_syntax(path)
+        if got is None:
+            continue  # unusual meta: pydicom parses it
+        scanned += 1
+        assert got == str(pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID", "")), path.name
+    assert scanned >= 0.9 * len(part10)
