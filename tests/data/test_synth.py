@@ -11,8 +11,8 @@ from monai.data import MetaTensor
 
 from medseg.config import SynthConfig
 from medseg.data.synth.dataset import SynthPatchDataset
-from medseg.data.synth.generator import synthesize
-from medseg.data.synth.head import GENERATION_LABELS
+from medseg.data.synth.generator import sample_source, synthesize, template_coordinates
+from medseg.data.synth.head import GENERATION_LABELS, LABEL, MIXED_TISSUES, head_labels
 from medseg.data.synth.params import draw_params
 from medseg.data.synth.source import SOURCE_CHANNELS, load_synth_source
 from medseg.transforms import ScaleToPercentiled
@@ -181,3 +181,22 @@ def test_percentile_of_nonzero_equals_torch_quantile(percentile) -> None:
     assert percentile_of_nonzero(image, percentile) == pytest.approx(expected, rel=1e-4)
     assert percentile_of_nonzero(values, percentile) == pytest.approx(expected, rel=1e-4)
     assert percentile_of_nonzero(np.zeros(5, dtype=np.float32), percentile) == 0.0
+
+
+def test_the_face_puts_mucosa_a_few_mm_under_the_frontal_lobes(source) -> None:
+    """Real heads show gray-matter-like mucosa (ethmoid cells, conchae) 1-3 mm below the frontal lobes, across
+    a thin cribriform plate; the generated heads must too (a skull shell alone keeps it >= 3.3 mm away)."""
+    params = draw_params(SynthConfig(), (11, 0), rotation=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0),
+                         translation_mm=(0.0, 0.0, 0.0), elastic_mm=0.0, flip=False)
+    coords = template_coordinates(source, params, (96, 112, 96), (2.0, 2.0, 2.0), torch.Generator().manual_seed(0))
+    dist_out = sample_source(source, coords)[4]
+    x, y, z = coords
+    under_frontal = (x.abs() < 15) & (y > 15) & (y < 60) & (z < -20) & (dist_out > 1.0) & (dist_out <= 3.0)
+    mixed = torch.tensor([LABEL[name] for name in MIXED_TISSUES])
+    with_mucosa = 0
+    for seed in range(6):
+        labels = head_labels(dist_out, coords, np.random.default_rng(seed), torch.Generator().manual_seed(seed))
+        assert not torch.isin(labels[dist_out <= 1.0], mixed).any()  # never on or right at the brain
+        close = torch.isin(labels[under_frontal], mixed).float().mean()
+        with_mucosa += int(close > 0.02)
+    assert with_mucosa >= 4, with_mucosa  # the cavities are drawn in 85 % of heads

@@ -3,8 +3,8 @@
 The template is skull-stripped, so everything a whole-head scan shows outside the brain is
 drawn here, on the output grid, from the distance to the brain (``dist_out``, template mm)
 and the template coordinates of each output voxel: a CSF rim, the skull (cortical tables and
-diploe), scalp muscle and fat, orbits with orbital fat, the face with an air sinus, and a neck
-with a spine. Thicknesses vary smoothly in space and between volumes. Every one of these
+diploe), scalp muscle and fat, orbits with orbital fat, the face with its sinuses, nasal cavity,
+palate, tongue and pharynx (``_face_cavities``), and a neck with a spine. Thicknesses vary smoothly in space and between volumes. Every one of these
 labels is segmented as background; they exist to give the intensity model structure.
 """
 
@@ -34,6 +34,82 @@ def _ellipsoid(coords: torch.Tensor, centre: tuple[float, ...], radii: tuple[flo
         if radii[axis] > 0:
             total += ((coords[axis] - centre[axis]) / radii[axis]) ** 2
     return total
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _face_cavities(
+    labels: torch.Tensor, dist_out: torch.Tensor, coords: torch.Tensor, rng: np.random.Generator,
+    generator: torch.Generator,
+) -> None:
+    """Paint the ethmoid cells, nasal cavity with septum and conchae, maxillary and sphenoid sinuses,
+    hard palate, tongue and pharynx into ``labels`` (in place).
+
+    Why: on a real T1 head the one tissue-like piece the model kept outside the brain (77 mL) lay under the
+    frontal lobes, where mucosa of the ethmoid cells and conchae, and the tongue below, look like gray
+    matter and sit 1-3 mm from the brain across a thin cribriform plate. The earlier face was one air
+    sinus behind a skull at least 4 mm thick, so the network never saw tissue-like texture that close.
+    Mucosa, conchae and the tongue take the mixed labels, whose intensities span the brain's.
+
+    Args:
+        labels: (I, J, K) generation labels, modified.
+        dist_out: (I, J, K) mm from the brain mask.
+        coords: (3, I, J, K) template RAS mm.
+    """
+    mucosa = [LABEL[name] for name in MIXED_TISSUES]
+    floor = _uniform(rng, 1.0, 3.0)  # the cribriform plate and the thin bone over the cells
+    clear = dist_out > floor
+    eye_free = labels != LABEL["eye"]
+
+    # Ethmoid labyrinth between the orbits: air cells in a honeycomb of mucosa, up to the thin floor.
+    ethmoid = _ellipsoid(coords, (0.0, _uniform(rng, 28.0, 40.0), _uniform(rng, -42.0, -30.0)),
+                         (_uniform(rng, 9.0, 13.0), _uniform(rng, 14.0, 20.0), _uniform(rng, 9.0, 14.0)))
+    cells = smooth_field(labels.shape, 1, int(rng.integers(18, 30)), generator)[0]
+    inside = (ethmoid <= 1.0) & clear & eye_free
+    labels[inside] = int(rng.choice(mucosa))
+    labels[inside & (cells > _uniform(rng, -0.4, 0.3))] = LABEL["air"]
+
+    # Sphenoid sinus behind and below it.
+    sphenoid = _ellipsoid(coords, (0.0, _uniform(rng, 4.0, 14.0), _uniform(rng, -48.0, -38.0)),
+                          (_uniform(rng, 8.0, 12.0), _uniform(rng, 8.0, 12.0), _uniform(rng, 6.0, 10.0)))
+    labels[(sphenoid <= 1.0) & clear] = LABEL["air"]
+
+    # Nasal cavity: air around a septum and three conchae per side (mucosa).
+    centre = (0.0, _uniform(rng, 35.0, 45.0), _uniform(rng, -64.0, -54.0))
+    radii = (_uniform(rng, 12.0, 16.0), _uniform(rng, 25.0, 32.0), _uniform(rng, 12.0, 16.0))
+    nasal = (_ellipsoid(coords, centre, radii) <= 1.0) & clear & eye_free
+    labels[nasal] = LABEL["air"]
+    labels[nasal & (coords[0].abs() < _uniform(rng, 1.0, 2.0))] = int(rng.choice([LABEL["soft_tissue"], *mucosa]))
+    for side in (-1.0, 1.0):
+        for level in (8.0, 0.0, -8.0):
+            concha = _ellipsoid(coords, (side * _uniform(rng, 6.0, 10.0), centre[1], centre[2] + level),
+                                (_uniform(rng, 3.0, 5.0), radii[1] * _uniform(rng, 0.5, 0.8), _uniform(rng, 2.5, 4.5)))
+            labels[nasal & (concha <= 1.0)] = int(rng.choice(mucosa))
+
+    # Maxillary sinuses beside it, often with a mucosal lining.
+    for side in (-1.0, 1.0):
+        maxillary = _ellipsoid(coords, (side * _uniform(rng, 22.0, 30.0), _uniform(rng, 34.0, 46.0),
+                                        _uniform(rng, -68.0, -56.0)),
+                               (_uniform(rng, 9.0, 14.0), _uniform(rng, 11.0, 16.0), _uniform(rng, 10.0, 15.0)))
+        cavity = (maxillary <= 1.0) & clear & eye_free
+        labels[cavity] = LABEL["air"]
+        if rng.random() < 0.6:
+            labels[cavity & (maxillary > _uniform(rng, 0.55, 0.8))] = int(rng.choice(mucosa))
+
+    # Hard palate (cortical bone around marrow), the tongue below it, the pharynx behind.
+    palate_z = _uniform(rng, -84.0, -74.0)
+    plate = (coords[2] - palate_z).abs() < _uniform(rng, 2.0, 3.5)
+    span = (coords[1] > _uniform(rng, 0.0, 10.0)) & (coords[1] < _uniform(rng, 60.0, 75.0)) & (coords[0].abs() < 32.0)
+    palate = plate & span & clear
+    labels[palate] = LABEL["bone"]
+    labels[palate & ((coords[2] - palate_z).abs() < 1.0)] = LABEL["marrow"]
+    tongue = _ellipsoid(coords, (0.0, _uniform(rng, 22.0, 34.0), palate_z - _uniform(rng, 14.0, 20.0)),
+                        (_uniform(rng, 20.0, 28.0), _uniform(rng, 26.0, 35.0), _uniform(rng, 12.0, 17.0)))
+    labels[(tongue <= 1.0) & clear] = int(rng.choice(mucosa))
+    pharynx = _ellipsoid(coords, (0.0, _uniform(rng, -2.0, 8.0), 0.0), (_uniform(rng, 7.0, 12.0), _uniform(rng, 4.0, 8.0), 0.0))
+    labels[(pharynx <= 1.0) & (coords[2] < centre[2] + 6.0) & (coords[2] > -150.0) & clear] = LABEL["air"]
 
 
 def head_labels(
@@ -91,15 +167,18 @@ def head_labels(
     labels[below_brain & (canal <= 1.0)] = LABEL["csf_rim"]
     labels[below_brain & (canal <= 0.35)] = LABEL["tissue_b"]
 
-    # Face in front of and below the frontal lobes, with an air sinus.
-    face = _ellipsoid(coords, (0.0, float(rng.uniform(40.0, 50.0)), float(rng.uniform(-55.0, -45.0))),
-                      (float(rng.uniform(50.0, 62.0)), float(rng.uniform(45.0, 55.0)), float(rng.uniform(38.0, 48.0))))
+    # Face in front of and below the frontal lobes; its cavities below.
+    face = _ellipsoid(coords, (0.0, float(rng.uniform(40.0, 50.0)), float(rng.uniform(-60.0, -50.0))),
+                      (float(rng.uniform(50.0, 62.0)), float(rng.uniform(45.0, 55.0)), float(rng.uniform(42.0, 52.0))))
     in_face = (face <= 1.0) & (labels == LABEL["air"]) & outside
     labels[in_face] = LABEL["soft_tissue"]
     labels[in_face & (face > 0.8)] = LABEL["fat"]
-    sinus_size = float(rng.uniform(0.6, 1.2))
-    sinus = _ellipsoid(coords, (0.0, 52.0, -45.0), (16.0 * sinus_size, 14.0 * sinus_size, 14.0 * sinus_size))
-    labels[in_face & (sinus <= 1.0)] = LABEL["air"]
+    if rng.random() < 0.15:  # the earlier, simpler face: one air sinus
+        sinus_size = float(rng.uniform(0.6, 1.2))
+        sinus = _ellipsoid(coords, (0.0, 52.0, -45.0), (16.0 * sinus_size, 14.0 * sinus_size, 14.0 * sinus_size))
+        labels[in_face & (sinus <= 1.0)] = LABEL["air"]
+    else:
+        _face_cavities(labels, dist_out, coords, rng, generator)
 
     # Orbits: eyes in orbital fat, never over the brain.
     eye_x, eye_y, eye_z = (float(rng.uniform(29.0, 35.0)), float(rng.uniform(44.0, 54.0)),
