@@ -4,8 +4,9 @@ The template is skull-stripped, so everything a whole-head scan shows outside th
 drawn here, on the output grid, from the distance to the brain (``dist_out``, template mm)
 and the template coordinates of each output voxel: a CSF rim, the skull (cortical tables and
 diploe), scalp muscle and fat, orbits with orbital fat, the face with its sinuses, nasal cavity,
-palate, tongue and pharynx (``_face_cavities``), and a neck with a spine. Thicknesses vary smoothly in space and between volumes. Every one of these
-labels is segmented as background; they exist to give the intensity model structure.
+palate, tongue and pharynx (``_face_cavities``), and a neck with a spine. Thicknesses vary smoothly
+in space and between volumes. Every one of these labels is segmented as background; they exist to
+give the intensity model structure.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def _ellipsoid(coords: torch.Tensor, centre: tuple[float, ...], radii: tuple[flo
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """One uniform draw as a Python float."""
     return float(rng.uniform(low, high))
 
 
@@ -60,14 +62,13 @@ def _face_cavities(
     """
     mucosa = [LABEL[name] for name in MIXED_TISSUES]
     floor = _uniform(rng, 1.0, 3.0)  # the cribriform plate and the thin bone over the cells
-    clear = dist_out > floor
-    eye_free = labels != LABEL["eye"]
+    clear = dist_out > floor  # the orbits are drawn after this, over whatever is here
 
     # Ethmoid labyrinth between the orbits: air cells in a honeycomb of mucosa, up to the thin floor.
     ethmoid = _ellipsoid(coords, (0.0, _uniform(rng, 28.0, 40.0), _uniform(rng, -42.0, -30.0)),
                          (_uniform(rng, 9.0, 13.0), _uniform(rng, 14.0, 20.0), _uniform(rng, 9.0, 14.0)))
     cells = smooth_field(labels.shape, 1, int(rng.integers(18, 30)), generator)[0]
-    inside = (ethmoid <= 1.0) & clear & eye_free
+    inside = (ethmoid <= 1.0) & clear
     labels[inside] = int(rng.choice(mucosa))
     labels[inside & (cells > _uniform(rng, -0.4, 0.3))] = LABEL["air"]
 
@@ -79,7 +80,7 @@ def _face_cavities(
     # Nasal cavity: air around a septum and three conchae per side (mucosa).
     centre = (0.0, _uniform(rng, 35.0, 45.0), _uniform(rng, -64.0, -54.0))
     radii = (_uniform(rng, 12.0, 16.0), _uniform(rng, 25.0, 32.0), _uniform(rng, 12.0, 16.0))
-    nasal = (_ellipsoid(coords, centre, radii) <= 1.0) & clear & eye_free
+    nasal = (_ellipsoid(coords, centre, radii) <= 1.0) & clear
     labels[nasal] = LABEL["air"]
     labels[nasal & (coords[0].abs() < _uniform(rng, 1.0, 2.0))] = int(rng.choice([LABEL["soft_tissue"], *mucosa]))
     for side in (-1.0, 1.0):
@@ -93,7 +94,7 @@ def _face_cavities(
         maxillary = _ellipsoid(coords, (side * _uniform(rng, 22.0, 30.0), _uniform(rng, 34.0, 46.0),
                                         _uniform(rng, -68.0, -56.0)),
                                (_uniform(rng, 9.0, 14.0), _uniform(rng, 11.0, 16.0), _uniform(rng, 10.0, 15.0)))
-        cavity = (maxillary <= 1.0) & clear & eye_free
+        cavity = (maxillary <= 1.0) & clear
         labels[cavity] = LABEL["air"]
         if rng.random() < 0.6:
             labels[cavity & (maxillary > _uniform(rng, 0.55, 0.8))] = int(rng.choice(mucosa))
@@ -108,7 +109,8 @@ def _face_cavities(
     tongue = _ellipsoid(coords, (0.0, _uniform(rng, 22.0, 34.0), palate_z - _uniform(rng, 14.0, 20.0)),
                         (_uniform(rng, 20.0, 28.0), _uniform(rng, 26.0, 35.0), _uniform(rng, 12.0, 17.0)))
     labels[(tongue <= 1.0) & clear] = int(rng.choice(mucosa))
-    pharynx = _ellipsoid(coords, (0.0, _uniform(rng, -2.0, 8.0), 0.0), (_uniform(rng, 7.0, 12.0), _uniform(rng, 4.0, 8.0), 0.0))
+    pharynx = _ellipsoid(coords, (0.0, _uniform(rng, -2.0, 8.0), 0.0),
+                         (_uniform(rng, 7.0, 12.0), _uniform(rng, 4.0, 8.0), 0.0))
     labels[(pharynx <= 1.0) & (coords[2] < centre[2] + 6.0) & (coords[2] > -150.0) & clear] = LABEL["air"]
 
 
