@@ -49,6 +49,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-intensity", default="", metavar="CLASSES",
                         help="comma-separated class indices (e.g. 1,2,3) whose probabilities are refined against "
                         "each other by the scan's own intensities at its own resolution at inference")
+    parser.add_argument("--foreground-opening-mm", type=float, default=0.0, metavar="MM",
+                        help="with --largest-foreground: first cut tissue joined to the main structure through "
+                        "bridges narrower than about twice this radius (e.g. 8 for a brain on a whole head: "
+                        "mucosa under the frontal lobes); 0 = off")
     parser.add_argument("--force", action="store_true", help="replace a folder holding a different model")
     parser.add_argument("--search", type=Path, default=None, metavar="SEARCH_JSON",
                         help="the search.json of the `medseg tune` study this config came from (recorded in the card)")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
-        refine_classes=_classes(args.refine_intensity),
+        refine_classes=_classes(args.refine_intensity), foreground_opening_mm=args.foreground_opening_mm,
     )
     card = load_model_folder(path).card
     training = card.training

@@ -17,6 +17,7 @@ where oneDNN reports native bfloat16 support, else float32.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import warnings
@@ -55,14 +56,22 @@ class OnnxWindows:
 
 
 class AutocastWindows:
-    """The PyTorch network under ``torch.autocast(cpu, bfloat16)``: (B, C, I, J, K) -> float32 logits."""
+    """The PyTorch network under ``torch.autocast(cpu, bfloat16)``: (B, C, I, J, K) -> float32 logits.
 
-    def __init__(self, network: nn.Module) -> None:
-        self.network = network
+    ``channels_last``: a copy of the network with its weights in ``torch.channels_last_3d`` layout runs
+    each window given in that layout (the network's own weights are not changed); logits come back in
+    the default (contiguous) layout.
+    """
+
+    def __init__(self, network: nn.Module, channels_last: bool = False) -> None:
+        self.channels_last = channels_last
+        self.network = copy.deepcopy(network).to(memory_format=torch.channels_last_3d) if channels_last else network
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.network(batch).float()
+            return self.network(batch).float().contiguous()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -136,9 +145,11 @@ def onnx_network(
 
 def select_engine(
     engine: str, network: nn.Module, device: torch.device, in_channels: int, window: Sequence[int],
-    precision: str = "float32",
+    precision: str = "float32", channels_last: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The callable that runs windows for ``engine`` and ``precision`` (see the module docstring).
+
+    ``channels_last``: bfloat16 windows run in channels-last layout (``NetworkSpec.channels_last``).
 
     Raises:
         ConfigError: unknown engine or precision, ``"onnxruntime"`` that cannot run here, or
@@ -149,7 +160,7 @@ def select_engine(
     if resolve_precision(precision, device) == "bfloat16":
         if engine == "onnxruntime":
             raise ConfigError("engine 'onnxruntime' runs float32 only; use precision 'float32' or engine 'torch'")
-        return AutocastWindows(network)
+        return AutocastWindows(network, channels_last)
     if engine == "torch":
         return network
     if device.type != "cpu":

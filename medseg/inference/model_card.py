@@ -22,6 +22,7 @@ from medseg.inference.qc import QCReference
 
 CARD_FORMAT = "medseg-model-card/1"
 BACKGROUND_COLOR = "#000000"
+MAX_OPENING_MM = 50.0  # a larger ball would erode away any organ this project segments
 # Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4",
@@ -52,6 +53,9 @@ class PostprocessSettings:
         refine_classes: classes whose probabilities are refined against each other by the scan's own
             intensities at its own resolution (``medseg.inference.intensity_refinement``); () = off.
         refine_iterations: EM iterations of that refinement.
+        foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
+            it through bridges narrower than about twice this radius (a morphological opening,
+            ``medseg.inference.foreground_opening``; 0 = off).
     """
 
     largest_component: bool = False
@@ -59,6 +63,7 @@ class PostprocessSettings:
     largest_foreground: bool = False
     refine_classes: tuple[int, ...] = ()
     refine_iterations: int = 8
+    foreground_opening_mm: float = 0.0
 
     def refinement_dict(self) -> dict[str, Any] | None:
         """The card's ``intensity_refinement`` entry (None when off)."""
@@ -108,6 +113,8 @@ class ModelCard:
             "postprocess": {"largest_component": self.postprocess.largest_component,
                             "min_component_ml": self.postprocess.min_component_ml,
                             "largest_foreground": self.postprocess.largest_foreground,
+                            **({"foreground_opening_mm": self.postprocess.foreground_opening_mm}
+                               if self.postprocess.foreground_opening_mm > 0 else {}),
                             **({"intensity_refinement": self.postprocess.refinement_dict()}
                                if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
@@ -187,7 +194,10 @@ def read_card(path: str | Path) -> ModelCard:
         postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
                                           float(post.get("min_component_ml", 0.0)),
                                           bool(post.get("largest_foreground", False)),
-                                          refine_classes, refine_iterations)
+                                          refine_classes, refine_iterations,
+                                          float(post.get("foreground_opening_mm", 0.0)))
+        if not 0.0 <= postprocess.foreground_opening_mm <= MAX_OPENING_MM:
+            raise ValueError(f"foreground_opening_mm must be in [0, {MAX_OPENING_MM}] mm")
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")

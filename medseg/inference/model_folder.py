@@ -144,6 +144,7 @@ def export_model_folder(
     search_json: str | Path | None = None,
     largest_foreground: bool = False,
     refine_classes: tuple[int, ...] = (),
+    foreground_opening_mm: float = 0.0,
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -159,6 +160,8 @@ def export_model_folder(
         largest_foreground: keep only the largest connected component of all foreground classes together.
         refine_classes: classes refined against each other by the scan's intensities at inference
             (``medseg.inference.intensity_refinement``); () = none.
+        foreground_opening_mm: with ``largest_foreground``, first cut pieces joined through bridges
+            narrower than about twice this radius (``medseg.inference.foreground_opening``); 0 = off.
         search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
             records it under ``training.search``.
 
@@ -187,7 +190,8 @@ def export_model_folder(
     check_weights_fit(weights, config, source)
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
-                      checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes)
+                      checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes,
+                      foreground_opening_mm=foreground_opening_mm)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

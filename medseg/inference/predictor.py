@@ -35,7 +35,9 @@ from medseg.config import ExperimentConfig
 from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
+from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
+from medseg.inference.model_card import MAX_OPENING_MM
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -46,7 +48,7 @@ from medseg.inference.postprocess import (
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
-from medseg.networks import NetworkGeometry, fusion, network_geometry
+from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
 from medseg.types import LabelVolume, Volume
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
 from medseg.windows.run import PlanResult
@@ -121,6 +123,9 @@ class Predictor:
         fold_batch_norm: fold batch norm with running averages into the convolutions (exact).
         intensity_refinement: apply the card's intensity refinement, if it has one (False: the network's
             probabilities as they are).
+        foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
+            card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
+            (``medseg.inference.foreground_opening``).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
         trust_export: load the export even when this user's medseg did not make it
@@ -147,6 +152,7 @@ class Predictor:
         memory_budget_gb: float | None = None,
         fold_batch_norm: bool = True,
         intensity_refinement: bool = True,
+        foreground_opening_mm: float | None = None,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -163,6 +169,11 @@ class Predictor:
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
+        self.foreground_opening_mm = (card.foreground_opening_mm if foreground_opening_mm is None
+                                      else float(foreground_opening_mm))
+        if not 0.0 <= self.foreground_opening_mm <= MAX_OPENING_MM:
+            raise ConfigError(f"foreground_opening_mm: must be in [0, {MAX_OPENING_MM}] mm, "
+                              f"got {self.foreground_opening_mm}")
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
@@ -334,7 +345,7 @@ class Predictor:
         with torch.inference_mode(False), torch.no_grad():
             self._windows = select_engine(
                 self.engine, self.network, self.device, self.config.network.in_channels, self.geometry.infer_window,
-                self.precision,
+                self.precision, get_network_spec(self.config.network.name).channels_last,
             )
         return self._windows
 
@@ -377,6 +388,8 @@ class Predictor:
         """
         labels, uncertainty = labels_and_uncertainty(probabilities)
         if self.model.card.postprocess.largest_foreground:
+            if self.foreground_opening_mm > 0:
+                labels = open_foreground(labels, volume.spacing, self.foreground_opening_mm)
             labels = keep_largest_foreground(labels)
         if self.largest_component:
             labels = keep_largest_component(labels)

@@ -12,7 +12,13 @@ from medseg.config import ExperimentConfig
 from medseg.data.decathlon import Datalist, read_datalist
 from medseg.data.splits import Split, assign_cases, load_split
 from medseg.errors import ConfigError, InputError
-from medseg.inference.model_card import ModelCard, PostprocessSettings, default_colors, refinement_settings
+from medseg.inference.model_card import (
+    MAX_OPENING_MM,
+    ModelCard,
+    PostprocessSettings,
+    default_colors,
+    refinement_settings,
+)
 from medseg.inference.postprocess import class_volumes_ml
 from medseg.inference.qc import QCReference, build_reference, scan_facts
 from medseg.io.read import read_case, read_labels
@@ -30,6 +36,7 @@ def build_card(
     checkpoint: str,
     largest_foreground: bool = False,
     refine_classes: tuple[int, ...] = (),
+    foreground_opening_mm: float = 0.0,
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -61,11 +68,16 @@ def build_card(
             refinement_settings({"classes": list(refine_classes)}, len(class_names))
         except ValueError as error:
             raise ConfigError(f"--refine-intensity: {error}") from None
+    if foreground_opening_mm and not largest_foreground:
+        raise ConfigError("--foreground-opening-mm: needs --largest-foreground (the opening keeps the largest piece)")
+    if not 0.0 <= foreground_opening_mm <= MAX_OPENING_MM:
+        raise ConfigError(f"--foreground-opening-mm: must be in [0, {MAX_OPENING_MM}] mm, got {foreground_opening_mm}")
     return ModelCard(
         name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
         network=config.network.name, description=description,
         postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground,
-                                        refine_classes=tuple(refine_classes)),
+                                        refine_classes=tuple(refine_classes),
+                                        foreground_opening_mm=foreground_opening_mm),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 

@@ -236,4 +236,7 @@ SPEC = NetworkSpec(
     builder=build_deepmedic,
     geometry=deepmedic_geometry,
     check_patch=check_deepmedic_patch,
+    # Measured (idle, 2 cores, AMX, bf16 autocast, a 96^3 output): 11.5 s -> 6.6 s per whole-volume forward:
+    # oneDNN's blocked bf16 kernels otherwise reorder every 30-50 channel activation in and out of NCDHW.
+    channels_last=True,
 )

@@ -50,6 +50,8 @@ class NetworkSpec:
             (``NetworkConfig.patch_size`` / ``window_size`` overrides are applied by the registry).
         check_patch: ``check_patch(config, input_size)`` raises ``ConfigError`` if the network
             cannot take an input patch of that size (voxels per axis).
+        channels_last: run bfloat16 inference with weights and activations in channels-last
+            (``torch.channels_last_3d``) layout, measured faster for this network on oneDNN.
     """
 
     name: str
@@ -57,3 +59,4 @@ class NetworkSpec:
     builder: Callable[[NetworkConfig], nn.Module]
     geometry: Callable[[NetworkConfig], NetworkGeometry]
     check_patch: Callable[[NetworkConfig, tuple[int, ...]], None]
+    channels_last: bool = False

@@ -128,6 +128,25 @@ def test_onnxruntime_windows_agree_with_torch() -> None:
     assert windows(torch.cat([batch, batch])).shape == (2, 3, 16, 16, 16)  # dynamic batch axis
 
 
+def test_channels_last_windows_give_the_same_logits_and_leave_the_network_alone() -> None:
+    from medseg.networks import get_network_spec
+    from medseg.networks.deepmedic import DeepMedic
+
+    torch.manual_seed(0)
+    network = DeepMedic(1, 3, channels=(6, 6, 8, 8), fc_channels=(8,), residual_layers=(4,)).eval()
+    batch = _image((31, 31, 31))[None]
+    plain, channels_last = AutocastWindows(network), AutocastWindows(network, channels_last=True)
+    with torch.inference_mode():
+        expected, got = plain(batch), channels_last(batch)
+    assert got.is_contiguous() and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=0.05)  # bfloat16 rounding only
+    assert network.normal.layers[1][2].weight.is_contiguous()  # the caller's network keeps its layout
+    assert channels_last.network.normal.layers[1][2].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert get_network_spec("deepmedic").channels_last and not get_network_spec("unet").channels_last
+    windows = select_engine("torch", network, torch.device("cpu"), 1, (31, 31, 31), "bfloat16", channels_last=True)
+    assert isinstance(windows, AutocastWindows) and windows.channels_last
+
+
 def test_engine_and_precision_choices() -> None:
     network = _network()
     cpu = torch.device("cpu")

@@ -15,7 +15,7 @@ import yaml
 from predictor_helpers import tiny_config, train_tiny_run, trained_state, write_model_folder, write_sphere_dataset
 
 from medseg.data.splits import load_split
-from medseg.errors import InputError, OutputError
+from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import save_calibration
 from medseg.inference.model_folder import export_model_folder, load_model_folder
 from medseg.inference.predictor import Predictor
@@ -113,6 +113,20 @@ def test_export_errors_name_the_problem(run: tuple[Path, Path], tmp_path: Path) 
         export_model_folder(moved, tmp_path / "m")
     assert load_model_folder(export_model_folder(moved, tmp_path / "m", qc_reference=False)).card.qc is None
     assert config["network"]["name"] == "unet"
+
+
+def test_export_records_the_foreground_opening_and_refuses_it_alone(run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run_dir = run
+    model = export_model_folder(run_dir, tmp_path / "opened", largest_foreground=True, foreground_opening_mm=10.0)
+    assert load_model_folder(model).card.postprocess.foreground_opening_mm == 10.0
+    assert Predictor.from_model(model).foreground_opening_mm == 10.0
+    assert Predictor.from_model(model, foreground_opening_mm=0).foreground_opening_mm == 0.0
+    with pytest.raises(ConfigError, match="foreground_opening_mm"):
+        Predictor.from_model(model, foreground_opening_mm=-3)
+    with pytest.raises(ConfigError, match="needs --largest-foreground"):
+        export_model_folder(run_dir, tmp_path / "alone", foreground_opening_mm=10.0)
+    with pytest.raises(ConfigError, match="must be in"):
+        export_model_folder(run_dir, tmp_path / "wide", largest_foreground=True, foreground_opening_mm=80.0)
 
 
 def test_load_refuses_missing_files(model_dir: Path) -> None:
