@@ -17,7 +17,6 @@ where oneDNN reports native bfloat16 support, else float32.
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import warnings
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from medseg.errors import ConfigError
-from medseg.networks.precision import bfloat16_native
+from medseg.networks.precision import bfloat16_native, channels_last_copy
 
 LOGGER = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -65,7 +64,7 @@ class AutocastWindows:
 
     def __init__(self, network: nn.Module, channels_last: bool = False) -> None:
         self.channels_last = channels_last
-        self.network = copy.deepcopy(network).to(memory_format=torch.channels_last_3d) if channels_last else network
+        self.network = channels_last_copy(network) if channels_last else network
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

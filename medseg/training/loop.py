@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from medseg.config import ExperimentConfig, config_to_dict
 from medseg.errors import ConfigError, MedsegError
-from medseg.networks import build_network, network_geometry
+from medseg.networks import build_network, get_network_spec, network_geometry
 from medseg.networks.norm_statistics import with_norm_statistics
-from medseg.networks.precision import bfloat16_native
+from medseg.networks.precision import bfloat16_native, channels_last_copy
 from medseg.training import distributed
 from medseg.training.checkpoint import (
     capture_rng_state,
@@ -255,6 +255,8 @@ def _train(
                 improved = halted = False
                 if context.is_main and data.val_loader is not None:
                     evaluated = with_norm_statistics(model, config.network.norm_statistics, copy_model=True)
+                    if cpu_bfloat16 and get_network_spec(config.network.name).channels_last:
+                        evaluated = channels_last_copy(evaluated)  # the inference path's layout (Predictor)
                     metrics = validate(evaluated, data.val_loader, geometry, loss_function, data.class_names,
                                        context.device, settings.sw_overlap, settings.sw_batch_size, autocast,
                                        network=config.network)

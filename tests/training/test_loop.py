@@ -181,7 +181,7 @@ def test_deepmedic_trains_on_segments_and_validates_by_valid_sliding_windows(tin
 
 def test_presets_load_and_fit_their_networks() -> None:
     root = Path(__file__).resolve().parents[2]
-    for name in ("brain-tissue-unet", "brain-tissue-deepmedic", "ct-phantom-unet"):
+    for name in ("brain-tissue-unet", "brain-tissue-deepmedic", "brain-tissue-deepmedic-finetune", "ct-phantom-unet"):
         config = load_experiment(root / "models" / "presets" / f"{name}.yaml")
         assert Path(config.data.dataset_json).is_absolute() and config.data.dataset_json.endswith("dataset.json")
         network_geometry(config.network)  # raises on a patch the network cannot take
