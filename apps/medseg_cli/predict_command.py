@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "windows or segments")
     parser.add_argument("--no-refine", action="store_true",
                         help="skip the model card's intensity refinement (the network's probabilities as they are)")
+    parser.add_argument("--foreground-opening-mm", type=float, default=None, metavar="MM",
+                        help="override the model card's foreground opening (models that keep the largest foreground "
+                        "component): cut tissue joined through bridges narrower than about twice this radius; 0 = off")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--rtstruct", action="store_true",
                         help="also write rtstruct.dcm, an RT Structure Set of the predicted structures (DICOM series)")
@@ -124,6 +127,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["memory_budget_gb"] = args.memory_budget_gb
     if args.no_refine:
         options["intensity_refinement"] = False
+    if args.foreground_opening_mm is not None:
+        options["foreground_opening_mm"] = args.foreground_opening_mm  # range checked by the Predictor
     return options
 
 
