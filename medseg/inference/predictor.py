@@ -126,6 +126,8 @@ class Predictor:
         foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
             card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
             (``medseg.inference.foreground_opening``).
+        channels_last: run bfloat16 windows in channels-last layout (None: the network's own choice,
+            ``NetworkSpec.channels_last``).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
         trust_export: load the export even when this user's medseg did not make it
@@ -153,6 +155,7 @@ class Predictor:
         fold_batch_norm: bool = True,
         intensity_refinement: bool = True,
         foreground_opening_mm: float | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -175,6 +178,8 @@ class Predictor:
             raise ConfigError(f"foreground_opening_mm: must be in [0, {MAX_OPENING_MM}] mm, "
                               f"got {self.foreground_opening_mm}")
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
+        self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
+                              else bool(channels_last))
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
@@ -345,7 +350,7 @@ class Predictor:
         with torch.inference_mode(False), torch.no_grad():
             self._windows = select_engine(
                 self.engine, self.network, self.device, self.config.network.in_channels, self.geometry.infer_window,
-                self.precision, get_network_spec(self.config.network.name).channels_last,
+                self.precision, self.channels_last,
             )
         return self._windows
 

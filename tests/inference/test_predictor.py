@@ -143,7 +143,9 @@ def test_deepmedic_goes_through_valid_sliding_windows_onto_the_source_grid(tmp_p
     folder = write_model_folder(tmp_path / "deepmedic", build_network(config.network).state_dict(), config)
     volume = sphere_volume(oblique_affine(), centre=(10, 12, 13), radius=5)
     calls: list[float] = []
-    prediction = Predictor.from_model(folder).predict(volume, progress=calls.append)
+    predictor = Predictor.from_model(folder)
+    assert predictor.channels_last and not Predictor.from_model(folder, channels_last=False).channels_last
+    prediction = predictor.predict(volume, progress=calls.append)
     np.testing.assert_allclose(prediction.labels.affine, volume.affine, atol=1e-5)
     assert prediction.probabilities.shape == (2, 24, 24, 24)
     np.testing.assert_allclose(prediction.probabilities.sum(axis=0), 1.0, atol=1e-5)
