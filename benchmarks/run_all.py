@@ -1,4 +1,4 @@
-"""Run every benchmark (I/O, training, inference, the inference floor, the finish) in turn; collect their tables.
+"""Run every benchmark (I/O, training, inference, the floor, the finish, DeepMedic) in turn; collect their tables.
 
 Each script writes ``benchmarks/results/<name>.json`` and ``<name>.md``; this one runs them as
 separate processes (so one's memory never counts in another's figures), prints their tables and
@@ -34,6 +34,7 @@ def main() -> None:
          + (["--big"] if args.big else [])),
         ("inference_floor", ["--rounds", "2"] if args.quick else ["--variants"]),
         ("finish", ["--rounds", "2"] if args.quick else []),
+        ("deepmedic_inference", ["--rounds", "2"] if args.quick else []),
     ]
     print(f"machine: {machine()}", flush=True)
     sections = []
