@@ -4,14 +4,15 @@ A brain model run on a whole head can label mucosa of the nasal cavity and sinus
 tissue; those pieces touch the brain through the thin ethmoid roof, so keeping the largest connected
 component (``keep_largest_foreground``) keeps them. Brain-extraction tools cut them the same way:
 erode the foreground by a ball of radius ``r`` mm, keep the largest eroded piece (the brain's core),
-dilate it back by ``r`` and keep only foreground inside that. A piece joined through a bridge narrower
-than about ``2 r`` falls away; the brain, thick everywhere but at its finest edges, keeps its outline
-(measured on two real skull-stripped brains: <= 0.6 % of the brain lost at ``r = 8`` mm).
+dilate it back by ``r`` plus a margin and keep only foreground inside that. A piece joined through a
+bridge narrower than about ``2 r`` falls away; the brain, thick everywhere but at its finest edges, keeps
+its outline (measured at the shipped r = 10 mm, margin 4 mm: real heads 147 -> 65 and 80 -> 64 mL of tissue
+outside the brain; moved skull-stripped brains lose at most 0.013 Dice per class).
 
 Done on a coarse grid of about ``grid_mm`` (blocks of whole voxels; a block is foreground when most of it
-is), with the ball as a 3D convolution (by FFT, in PyTorch): scipy's exact distance transform of a 1 mm head takes
-4-5 s on 2 cores, binary erosion with a 17^3 ball longer; the coarse grid moves the cut by at most one
-block, which the dilation back covers (``margin_mm``).
+is), with the ball applied by FFT convolution in PyTorch (``_convolve``): scipy's exact distance transform
+of a 1 mm head takes 4-5 s on 2 cores. The coarse grid moves the cut by at most one block, which the
+dilation's margin covers (``margin_mm``).
 """
 
 from __future__ import annotations

@@ -72,6 +72,14 @@ class PostprocessSettings:
         return {"classes": list(self.refine_classes), "iterations": self.refine_iterations}
 
 
+def opening_radius(value: Any) -> float:
+    """``value`` as a foreground-opening radius in mm; ValueError outside [0, MAX_OPENING_MM] or not a number."""
+    radius = float(value)
+    if not 0.0 <= radius <= MAX_OPENING_MM:
+        raise ValueError(f"foreground_opening_mm must be in [0, {MAX_OPENING_MM}] mm, got {value!r}")
+    return radius
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """The parsed model card.
@@ -195,9 +203,7 @@ def read_card(path: str | Path) -> ModelCard:
                                           float(post.get("min_component_ml", 0.0)),
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
-                                          float(post.get("foreground_opening_mm", 0.0)))
-        if not 0.0 <= postprocess.foreground_opening_mm <= MAX_OPENING_MM:
-            raise ValueError(f"foreground_opening_mm must be in [0, {MAX_OPENING_MM}] mm")
+                                          opening_radius(post.get("foreground_opening_mm", 0.0)))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")

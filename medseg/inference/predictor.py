@@ -37,7 +37,7 @@ from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
 from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
-from medseg.inference.model_card import MAX_OPENING_MM
+from medseg.inference.model_card import opening_radius
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -172,11 +172,11 @@ class Predictor:
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
-        self.foreground_opening_mm = (card.foreground_opening_mm if foreground_opening_mm is None
-                                      else float(foreground_opening_mm))
-        if not 0.0 <= self.foreground_opening_mm <= MAX_OPENING_MM:
-            raise ConfigError(f"foreground_opening_mm: must be in [0, {MAX_OPENING_MM}] mm, "
-                              f"got {self.foreground_opening_mm}")
+        try:
+            self.foreground_opening_mm = opening_radius(
+                card.foreground_opening_mm if foreground_opening_mm is None else foreground_opening_mm)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
                               else bool(channels_last))

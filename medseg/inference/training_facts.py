@@ -13,10 +13,10 @@ from medseg.data.decathlon import Datalist, read_datalist
 from medseg.data.splits import Split, assign_cases, load_split
 from medseg.errors import ConfigError, InputError
 from medseg.inference.model_card import (
-    MAX_OPENING_MM,
     ModelCard,
     PostprocessSettings,
     default_colors,
+    opening_radius,
     refinement_settings,
 )
 from medseg.inference.postprocess import class_volumes_ml
@@ -70,8 +70,10 @@ def build_card(
             raise ConfigError(f"--refine-intensity: {error}") from None
     if foreground_opening_mm and not largest_foreground:
         raise ConfigError("--foreground-opening-mm: needs --largest-foreground (the opening keeps the largest piece)")
-    if not 0.0 <= foreground_opening_mm <= MAX_OPENING_MM:
-        raise ConfigError(f"--foreground-opening-mm: must be in [0, {MAX_OPENING_MM}] mm, got {foreground_opening_mm}")
+    try:
+        opening_radius(foreground_opening_mm)
+    except ValueError as error:
+        raise ConfigError(f"--foreground-opening-mm: {error}") from None
     return ModelCard(
         name=name, class_names=class_names, colors=default_colors(len(class_names)), modalities=modalities,
         network=config.network.name, description=description,
