@@ -109,7 +109,11 @@ class NetworkConfig:
         dropout: dropout probability (UNet, DynUNet: every block; DeepMedic: inputs of its last two 1x1x1 layers).
         patch_size: training input patch in voxels per axis; empty = the network's default.
         window_size: sliding-window output window in voxels per axis; empty = the network's default.
-        deepmedic_channels: feature maps of each 3x3x3 layer of both DeepMedic pathways.
+        deepmedic_channels: feature maps of each 3x3x3 layer of DeepMedic's normal pathway (and of its
+            low-resolution pathway unless ``deepmedic_low_channels`` is set).
+        deepmedic_low_channels: feature maps of each layer of the low-resolution pathway; empty = the same as
+            ``deepmedic_channels`` (same length when set). That pathway runs on 1/27 of the voxels, so a slim
+            normal pathway with a wide context pathway costs little more than a slim network.
         deepmedic_fc_channels: feature maps of DeepMedic's hidden 1x1x1 layers before the classifier.
         deepmedic_residual_layers: 1-based layers whose output adds the output of the layer two before.
         deepmedic_downsample: down-sampling factor of DeepMedic's low-resolution pathway.
@@ -127,6 +131,7 @@ class NetworkConfig:
     patch_size: tuple[int, ...] = ()
     window_size: tuple[int, ...] = ()
     deepmedic_channels: tuple[int, ...] = (30, 30, 40, 40, 40, 40, 50, 50)
+    deepmedic_low_channels: tuple[int, ...] = ()
     deepmedic_fc_channels: tuple[int, ...] = (150, 150)
     deepmedic_residual_layers: tuple[int, ...] = (4, 6, 8)
     deepmedic_downsample: int = 3

@@ -186,6 +186,7 @@ def apply_params(base: ExperimentConfig, params: dict[str, Any], space: SearchSp
         network = replace(
             network, channels=_scaled_channels(network.channels, width),
             deepmedic_channels=_scaled_channels(network.deepmedic_channels, width),
+            deepmedic_low_channels=_scaled_channels(network.deepmedic_low_channels, width),
             deepmedic_fc_channels=_scaled_channels(network.deepmedic_fc_channels, width),
         )
     if "dropout" in params:

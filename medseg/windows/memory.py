@@ -49,10 +49,11 @@ def working_bytes(config: NetworkConfig, window: Sequence[int], margin: int = 0)
     ends = (config.in_channels * inputs + 2 * config.out_channels * outputs) * FLOAT32
     if config.name == "deepmedic":
         widest = max(config.deepmedic_channels)
+        widest_low = max(config.deepmedic_low_channels or config.deepmedic_channels)
         low = inputs / config.deepmedic_downsample**3
         # The head holds both pathways' outputs while its 1x1x1 layers run (two of the widest at a time).
-        head = 2 * widest + 2 * max((*config.deepmedic_fc_channels, config.out_channels))
-        maps = DEEPMEDIC_FACTOR * widest * (inputs + low) + head * outputs
+        head = widest + widest_low + 2 * max((*config.deepmedic_fc_channels, config.out_channels))
+        maps = DEEPMEDIC_FACTOR * (widest * inputs + widest_low * low) + head * outputs
         return int(FORWARD_OVERHEAD + ends + maps * FLOAT32)
     scale, per_voxel = 1, 0.0
     for level, channels in enumerate(config.channels):

@@ -97,3 +97,51 @@ def test_dropout_sits_on_the_inputs_of_the_last_two_layers() -> None:
     assert dropouts == [0.5, 0.5]
     assert not isinstance(network.head[0][-2], torch.nn.Dropout)
     assert isinstance(network.head[1][-2], torch.nn.Dropout) and isinstance(network.head[2][-2], torch.nn.Dropout)
+
+
+def _scrambled_statistics(network: DeepMedic) -> DeepMedic:
+    """Batch norms and PReLUs away from their identity-like initial values, so a wrong split shows."""
+    generator = torch.Generator().manual_seed(1)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-1, 1, generator=generator)
+            module.running_var.uniform_(0.5, 2, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.5, 0.5, generator=generator)
+        if isinstance(module, torch.nn.PReLU):
+            module.weight.data.uniform_(0, 0.5, generator=generator)
+    return network.eval()
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_split_head_equals_the_concatenation(
+    monkeypatch: pytest.MonkeyPatch, memory_format: torch.memory_format
+) -> None:
+    torch.manual_seed(0)
+    config = NetworkConfig(name="deepmedic", out_channels=4, deepmedic_channels=(4, 5, 6, 6, 6, 6, 7, 7),
+                           deepmedic_low_channels=(3, 3, 4, 4, 4, 4, 5, 5), deepmedic_fc_channels=(8, 8))
+    network = _scrambled_statistics(build_network(config)).to(memory_format=memory_format)
+    x = torch.randn(1, 1, 48 + 9, 48 + 12, 48 + 15).contiguous(memory_format=memory_format)
+    assert network._head_splits((9, 12, 15))
+    with torch.no_grad():
+        split = network(x)
+        monkeypatch.setattr(DeepMedic, "_head_splits", lambda self, out_size: False)
+        concatenated = network(x)
+    assert split.shape == (1, 4, 9, 12, 15)
+    torch.testing.assert_close(split, concatenated, rtol=1e-5, atol=1e-5)
+
+
+def test_head_splits_only_in_evaluation_with_running_averages_and_aligned_outputs(tiny: DeepMedic) -> None:
+    assert tiny._head_splits((9, 9, 9))
+    assert not tiny._head_splits((9, 10, 9))  # the repetition would not tile the output
+    assert not tiny.train()._head_splits((9, 9, 9))  # training: batch statistics of the concatenation
+
+
+def test_low_pathway_widths_are_their_own() -> None:
+    network = build_network(NetworkConfig(name="deepmedic", out_channels=3, deepmedic_channels=(4,) * 8,
+                                          deepmedic_low_channels=(6,) * 7 + (9,), deepmedic_fc_channels=(8, 8)))
+    low = [m.out_channels for m in network.low.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert low == [6] * 7 + [9]
+    assert network.head[0][-1].in_channels == 4 + 9
+    with pytest.raises(ConfigError, match="deepmedic_low_channels"):
+        build_network(NetworkConfig(name="deepmedic", deepmedic_low_channels=(6,) * 7))
