@@ -132,6 +132,7 @@ class DeepMedic(nn.Module):
     ) -> None:
         super().__init__()
         self.depth = len(channels)
+        self.split_head = True  # evaluation: the head's low-pathway part at low resolution (``_split_head``)
         self.downsample = downsample
         self.margin = downsample * self.depth
         self.normal = Pathway(in_channels, channels, residual_layers)
@@ -185,7 +186,8 @@ class DeepMedic(nn.Module):
         """Whether ``_split_head`` gives this forward's answer: evaluation with running batch-norm averages."""
         norm = self.head[0][0]
         return (
-            not self.training
+            self.split_head
+            and not self.training
             and not torch.jit.is_tracing()  # exports keep the concatenation: valid for any output size
             and not torch.onnx.is_in_onnx_export()
             and isinstance(norm, nn.BatchNorm3d)
