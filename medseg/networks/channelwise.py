@@ -61,7 +61,9 @@ def batch_norm(
     def repeated(values: torch.Tensor | None) -> torch.Tensor | None:
         return None if values is None else values.repeat(k)
 
-    normalised = functional.batch_norm(rows, repeated(mean), repeated(var), repeated(weight), repeated(bias), False, 0.0, eps)
+    normalised = functional.batch_norm(
+        rows, repeated(mean), repeated(var), repeated(weight), repeated(bias), False, 0.0, eps
+    )
     return _back(normalised, x)
 
 
