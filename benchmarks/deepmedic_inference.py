@@ -7,8 +7,8 @@ Ways, interleaved round by round (the fastest of each reported: the machine may 
   and writing: preprocessing, the network, back to the scan's grid, refinement, clean-up, QC);
 * ``deepmedic``: the same with the shipped DeepMedic (bf16 windows in channels-last layout, PReLU and
   batch norm through ``medseg.networks.channelwise``, the head's low-pathway part at low resolution);
-* ``deepmedic-stock``: the same weights with PyTorch's own PReLU and batch norm and the head on the
-  full-resolution concatenation (the code before 2026-12-03's second change);
+* ``deepmedic-stock``: the same weights (and the same batch norms folded into convolutions) with PyTorch's own
+  PReLU and batch norm and the head on the full-resolution concatenation;
 * ``deepmedic-nchw``: the same with DeepMedic's windows in the default NCDHW layout (the code before that);
 * ``network seconds``: the network pass alone (``Prediction.timings["network"]``).
 

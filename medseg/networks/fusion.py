@@ -5,9 +5,10 @@ by it is one convolution with scaled weights and a shifted bias (``torch.nn.util
 UNet orders its blocks convolution -> [norm, dropout, activation] (``ADN`` "NDA"), so every batch norm
 there directly follows a convolution or transposed convolution and folds away. Batch norm using each
 window's own statistics (``network.norm_statistics: window``) depends on the input and cannot be
-folded. DeepMedic's pre-activation pathways put batch norm after residual additions and before the
-activation and convolution of the next layer: those stay; in its 1x1x1 head a convolution feeds the next
-layer's batch norm directly, and those fold.
+folded. DeepMedic's pre-activation pathways put batch norm before the activation and convolution of the next layer:
+it folds into the convolution before it where that layer's output is neither a residual sum nor a residual
+source (``Pathway.fold_norms``: 4 of 7 per pathway); in its 1x1x1 head a convolution feeds the next layer's
+batch norm directly, and those fold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import copy
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from medseg.networks.deepmedic import Pathway
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -71,4 +74,7 @@ def fold_batch_norm(network: nn.Module) -> tuple[nn.Module, int]:
                 setattr(owner, key, fuse_conv_bn_eval(convolution, norm, transpose=transpose))
                 setattr(parent, name, nn.Identity())
                 count += 1
+        for module in list(folded.modules()):
+            if isinstance(module, Pathway):
+                count += module.fold_norms()
     return folded, count
