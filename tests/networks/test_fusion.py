@@ -14,14 +14,19 @@ def _unet(statistics: str) -> torch.nn.Module:
     config = NetworkConfig(name="unet", out_channels=4, channels=(4, 8, 16), strides=(2, 2), num_res_units=1,
                            norm="batch", norm_statistics=statistics)
     torch.manual_seed(0)
-    network = build_network(config)
+    network = _scrambled_norms(build_network(config))
+    return with_norm_statistics(network.eval(), statistics)
+
+
+def _scrambled_norms(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` with every batch norm's averages and affine parameters away from identity (a wrong fold shows)."""
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
             module.running_mean.uniform_(-1.0, 1.0)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-1.0, 1.0)
-    return with_norm_statistics(network.eval(), statistics)
+    return network
 
 
 def _norms(network: torch.nn.Module) -> int:
@@ -60,13 +65,7 @@ def test_deepmedic_pathways_fold_only_norms_after_plain_layers() -> None:
     torch.manual_seed(0)
     config = NetworkConfig(name="deepmedic", out_channels=3, deepmedic_channels=(4, 5, 6, 6, 6, 6, 7, 7),
                            deepmedic_fc_channels=(8, 8))
-    deepmedic = build_network(config).eval()
-    for module in deepmedic.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-1.0, 1.0)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.5, 0.5)
+    deepmedic = _scrambled_norms(build_network(config)).eval()
     folded, count = fold_batch_norm(deepmedic)
     # Residual layers 4, 6, 8: the outputs of layers 2, 4, 6 are added later un-normalised, and 4, 6 are sums,
     # so the norms after layers 1, 3, 5, 7 fold (4 per pathway) plus 2 in the head.
