@@ -169,7 +169,7 @@ def threshold_config(
         "network": {"name": "threshold", "in_channels": 1, "out_channels": 3, "window_size": [window] * 3,
                     "patch_size": [window] * 3},
         "transforms": {"orientation": "RAS", "spacing": list(spacing), "normalize": "none",
-                       "augment": {"enabled": False}},
+                       "augment": {"enabled": True, "flip": True}},  # mirror-invariant: TTA may mirror every axis
         "train": {"sw_overlap": 0.25},
     }
     data = apply_overrides(data, [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items()])

@@ -48,6 +48,7 @@ from medseg.inference.postprocess import (
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
+from medseg.inference.tta import tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
 from medseg.types import LabelVolume, Volume
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
@@ -58,7 +59,6 @@ ProgressCallback = Callable[[float], None]
 CancelCallback = Callable[[], bool]
 # Share of the progress bar per stage: preprocessing, network passes, the rest.
 PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
-TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))  # dims of a (B, C, I, J, K) tensor
 # engine "auto" exports to onnxruntime (a few seconds, once per Predictor) only for scans needing more windows.
 AUTO_ENGINE_MIN_WINDOWS = 4
 
@@ -107,7 +107,9 @@ class Predictor:
     Args:
         model: a loaded model folder.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        tta: mirror test-time augmentation (4 network passes instead of 1).
+        tta: mirror test-time augmentation over the flips the model was trained under
+            (``medseg.inference.tta``: left-right for the generative stream, 2 passes; every axis for patch
+            augmentation, 4 passes).
         overlap: sliding-window overlap (default: the config's ``train.sw_overlap``).
         sw_batch_size: windows per network call.
         largest_component: override the card's largest-connected-component setting.
@@ -162,6 +164,7 @@ class Predictor:
         self.model = model
         self.device = torch.device(device)
         self.tta = tta
+        self.tta_flips = tta_flips(model.config) if tta else ((),)
         self.overlap = model.config.train.sw_overlap if overlap is None else float(overlap)
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"overlap: must be in [0, 1), got {self.overlap}")
@@ -280,7 +283,7 @@ class Predictor:
         timings["preprocess"] = time.perf_counter() - started
         report(PREPROCESS_SHARE)
 
-        flips = TTA_FLIPS if self.tta else ((),)
+        flips = self.tta_flips
         plan = self.plan_for(tuple(image.shape[1:]))
         calls_per_pass = math.ceil(plan.forwards / self.sw_batch_size) if plan.kind in ("windows", "monai") \
             else plan.forwards

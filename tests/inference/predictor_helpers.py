@@ -33,7 +33,8 @@ def tiny_config(**overrides: Any) -> ExperimentConfig:
         "seed": 0,
         "network": {"name": "unet", "in_channels": 1, "out_channels": 2, "channels": [2, 4], "strides": [2],
                     "num_res_units": 0, "norm": "instance", "patch_size": [16, 16, 16], "window_size": [16, 16, 16]},
-        "transforms": {"orientation": "RAS", "normalize": "zscore", "augment": {"enabled": False}},
+        "transforms": {"orientation": "RAS", "normalize": "zscore",
+                       "augment": {"enabled": True, "flip": True}},  # trained with mirror flips: TTA may mirror
         "train": {"sw_overlap": 0.25},
     }
     data = apply_overrides(data, [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items()])
