@@ -65,7 +65,7 @@ def summary_table(models: Sequence[ModelResults]) -> str:
         ("parameters", [f"{m.parameters:,}" for m in models]),
         ("training (CPU, 2 cores; from the card)", [training(m.card) for m in models]),
         ("1 mm whole head: read + predict + write, s (warm)", [_number(_timing(m, False), 1) for m in models]),
-        ("... with mirror TTA (4 passes), s", [_number(_timing(m, True), 1) for m in models]),
+        ("... with mirror TTA (the flips each model trained under), s", [_number(_timing(m, True), 1) for m in models]),
         ("peak memory of that scan, MiB (whole process / above the loaded model)",
          [f"{m.memory.get('peak_mib', math.nan):,.0f} / {m.memory.get('scan_mib', math.nan):,.0f}" for m in models]),
         ("sample test: ECE away / all", [

@@ -665,7 +665,8 @@ def timing_rows(model_dir: Path, check: dict[str, Any], tta_settings: Sequence[b
                 runs.append({"seconds": time.perf_counter() - start, "stages": dict(prediction.timings)})
                 del prediction, scan
             rows.append({
-                "condition": f"timing: {check['name']} at 1 mm, whole head ({'TTA, 4 passes' if tta else 'no TTA'})",
+                "condition": f"timing: {check['name']} at 1 mm, whole head "
+                             f"({f'TTA, {len(predictor.tta_flips)} passes' if tta else 'no TTA'})",
                 "group": "timing", "tta": tta, "shape": list(shape),
                 "seconds": min(run["seconds"] for run in runs[1:]), "seconds_first": runs[0]["seconds"],
                 "runs": runs,
