@@ -56,7 +56,7 @@ def test_a_stream_model_averages_the_plain_and_the_left_right_pass(tmp_path: Pat
     image = torch.from_numpy(volume.array)
     image = (image - image.mean()) / image.std()
     passes = [torch.softmax(predictor.predict_logits(image, flips=flip), 0) for flip in ((), (2,), (3,), (4,))]
-    np.testing.assert_allclose(predictor.predict(volume).probabilities, ((passes[0] + passes[1]) / 2).numpy(),
-                               atol=1e-5)
+    predicted = predictor.predict(volume).probabilities
+    np.testing.assert_allclose(predicted, ((passes[0] + passes[1]) / 2).numpy(), atol=1e-5)
     # The front-back and up-down passes are not in the average (they differ from it on this asymmetric input).
-    assert not np.allclose(predictor.predict(volume).probabilities, (sum(passes) / 4).numpy(), atol=1e-3)
+    assert not np.allclose(predicted, (sum(passes) / 4).numpy(), atol=1e-3)
