@@ -49,6 +49,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-intensity", default="", metavar="CLASSES",
                         help="comma-separated class indices (e.g. 1,2,3) whose probabilities are refined against "
                         "each other by the scan's own intensities at its own resolution at inference")
+    parser.add_argument("--bias-field", choices=("none", "n4"), default="none",
+                        help="with --refine-intensity: n4 divides out the scan's smooth intensity drift (N4 fitted "
+                        "inside the network's tissue) before the refinement fits one intensity model per class")
     parser.add_argument("--foreground-opening-mm", type=float, default=0.0, metavar="MM",
                         help="with --largest-foreground: first cut tissue joined to the main structure through "
                         "bridges narrower than about twice this radius (e.g. 8 for a brain on a whole head: "
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
         refine_classes=_classes(args.refine_intensity), foreground_opening_mm=args.foreground_opening_mm,
+        bias_field=args.bias_field,
     )
     card = load_model_folder(path).card
     training = card.training

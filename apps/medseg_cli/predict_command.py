@@ -56,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "windows or segments")
     parser.add_argument("--no-refine", action="store_true",
                         help="skip the model card's intensity refinement (the network's probabilities as they are)")
+    parser.add_argument("--no-bias-field", action="store_true",
+                        help="refine on the intensities as they are, without dividing out the bias field the "
+                        "model card names")
     parser.add_argument("--foreground-opening-mm", type=float, default=None, metavar="MM",
                         help="override the model card's foreground opening (models that keep the largest foreground "
                         "component): cut tissue joined through bridges narrower than about twice this radius; 0 = off")
@@ -129,6 +132,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["memory_budget_gb"] = args.memory_budget_gb
     if args.no_refine:
         options["intensity_refinement"] = False
+    if args.no_bias_field:
+        options["bias_correction"] = False
     if args.foreground_opening_mm is not None:
         options["foreground_opening_mm"] = args.foreground_opening_mm  # range checked by the Predictor
     return options

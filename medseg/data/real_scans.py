@@ -39,6 +39,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from medseg.inference.bias_field import to_sitk, n4_log_bias_field
+
 CLASS_NAMES = ("background", "csf", "gray_matter", "white_matter")
 BUILDER_VERSION = 1
 _REPO_COPY = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_scans"
@@ -159,29 +161,18 @@ def load_source(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, mask, np.asarray(image_nii.affine, dtype=np.float64)
 
 
-def _to_sitk(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Image:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    return image
-
-
 def n4_correct(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Bias-corrected copy of ``image`` (shape (I, J, K)); the field is fitted inside ``mask``."""
-    itk_image = _to_sitk(image.astype(np.float32), spacing)
-    itk_mask = _to_sitk(mask.astype(np.uint8), spacing)
+    """Bias-corrected copy of ``image`` (shape (I, J, K)); the field is fitted inside ``mask`` at about 3 mm."""
     shrink = [max(1, int(3.0 // s)) for s in spacing]
-    small_image, small_mask = sitk.Shrink(itk_image, shrink), sitk.Shrink(itk_mask, shrink)
-    corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations([50, 50, 50, 50])  # four fitting levels: 4 -> 11 control points
-    corrector.SetNumberOfThreads(1)
-    corrector.Execute(small_image, small_mask)
-    log_field = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(itk_image))
-    return (image / np.exp(np.transpose(log_field, (2, 1, 0)))).astype(np.float32)
+    log_field = n4_log_bias_field(image.astype(np.float32), mask, spacing, shrink=shrink, iterations=(50, 50, 50, 50))
+    if log_field is None:
+        raise ValueError("n4_correct: the brain mask is too small to fit a bias field")
+    return (image / np.exp(log_field)).astype(np.float32)
 
 
 def smooth(image: np.ndarray, spacing: tuple[float, float, float], iterations: int = 3) -> np.ndarray:
     """Curvature-flow smoothing (edges kept), shape (I, J, K)."""
-    flowed = sitk.CurvatureFlow(_to_sitk(image.astype(np.float32), spacing), timeStep=0.0625,
+    flowed = sitk.CurvatureFlow(to_sitk(image.astype(np.float32), spacing), timeStep=0.0625,
                                 numberOfIterations=iterations)
     return np.transpose(sitk.GetArrayFromImage(flowed), (2, 1, 0)).astype(np.float32)
 

@@ -18,6 +18,9 @@ is above 2 % of the 99th percentile there (not the zeros of a skull-stripped sca
 rest keep the network's probabilities. Written here because no maintained library does it with a
 network prior: scikit-learn's GaussianMixture has no per-voxel prior, SimpleITK's Atropos-like
 filters are not in its Python wrapping.
+
+With ``bias_field="n4"`` the scan's smooth intensity drift is divided out first (N4, fitted inside the
+voxels taking part: ``medseg.inference.bias_field``), so one Gaussian per class fits the whole brain.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from medseg.inference.bias_field import check_bias_field, n4_log_bias_field
 
 # Voxels taking part: refined classes' probability above this, intensity above FLOOR_FRACTION of the
 # 99th percentile of those voxels' positive intensities.
@@ -52,6 +57,9 @@ class RefinementFit:
         means: per refined class, the fitted mean intensity (exp of the log mean), scan units.
         spreads: per refined class, the standard deviation of log intensity.
         weights: per refined class, its share of the fitted voxels.
+        bias_field: the field divided out before the fit (``"none"`` or ``"n4"``; ``"none"`` also when
+            N4 had too few voxels).
+        bias_range: with a field, its 1st and 99th percentile over the fitted voxels (1 = no drift).
     """
 
     refined: bool
@@ -59,14 +67,18 @@ class RefinementFit:
     means: tuple[float, ...] = ()
     spreads: tuple[float, ...] = ()
     weights: tuple[float, ...] = ()
+    bias_field: str = "none"
+    bias_range: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"refined": self.refined, "voxels": self.voxels, "means": list(self.means),
-                "spreads": list(self.spreads), "weights": list(self.weights)}
+                "spreads": list(self.spreads), "weights": list(self.weights), "bias_field": self.bias_field,
+                "bias_range": list(self.bias_range)}
 
 
 def refine_by_intensity(
-    image: np.ndarray, probabilities: np.ndarray, classes: tuple[int, ...], iterations: int = 8
+    image: np.ndarray, probabilities: np.ndarray, classes: tuple[int, ...], iterations: int = 8, *,
+    bias_field: str = "none", spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
 ) -> RefinementFit:
     """Refine ``probabilities[classes]`` in place from ``image``'s intensities (module docstring).
 
@@ -75,12 +87,15 @@ def refine_by_intensity(
         probabilities: (C, I, J, K) float32 summing to 1 over C; changed in place.
         classes: the class indices refined against each other (at least two).
         iterations: EM iterations (each: fit means and variances, then recompute the posteriors).
+        bias_field: ``"n4"`` divides out a smooth bias field fitted inside the voxels taking part first.
+        spacing: voxel size (mm) of ``image``, for the bias field's smoothness.
 
     Returns:
         The fit (``refined`` False and nothing changed when a class has too few voxels to fit).
     """
     if len(classes) < 2:
         raise ValueError(f"intensity refinement needs at least two classes, got {classes}")
+    check_bias_field(bias_field)
     index = list(classes)
     tissue = probabilities[index[0]].copy()  # summed plane by plane: no (T, I, J, K) fancy-index copy
     for c in index[1:]:
@@ -92,10 +107,22 @@ def refine_by_intensity(
         return RefinementFit(False, int(positive.size))
     floor = FLOOR_FRACTION * float(np.percentile(positive, 99))
     # Flat indices (one int64 per voxel, not three), read through ravel: a view of contiguous arrays.
-    where = np.flatnonzero(candidates & (image > floor))
+    fitted = candidates & (image > floor)
+    where = np.flatnonzero(fitted)
     count = where.size
     # numpy float32: one thread, steady under load (torch's threaded ops were 4-30x slower on a busy CPU).
     log_intensity = np.log(np.ravel(image)[where].astype(np.float32))
+    bias_used, bias_range = "none", ()
+    if bias_field == "n4":
+        log_field = n4_log_bias_field(image, fitted, spacing)
+        del fitted
+        if log_field is not None:
+            field_here = np.ravel(log_field)[where]
+            del log_field
+            log_intensity -= field_here
+            bias_used = "n4"
+            bias_range = tuple(math.exp(float(v)) for v in np.percentile(field_here, (1, 99)))
+            del field_here
     mass = np.ravel(tissue)[where].astype(np.float32)
     log_prior = np.stack([np.ravel(probabilities[c])[where] for c in index]).astype(np.float32)
     log_prior /= np.maximum(mass, 1e-12)
@@ -123,7 +150,8 @@ def refine_by_intensity(
         else:
             plane.flat[where] = responsibility[row]  # .flat: writes through for any memory layout
     return RefinementFit(True, count, tuple(math.exp(float(m)) for m in means),
-                         tuple(math.sqrt(float(v)) for v in variances), tuple(float(w) for w in weights / weights.sum()))
+                         tuple(math.sqrt(float(v)) for v in variances), tuple(float(w) for w in weights / weights.sum()),
+                         bias_used, bias_range)
 
 
 def _fit(

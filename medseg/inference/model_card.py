@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.inference.bias_field import check_bias_field
 from medseg.inference.qc import QCReference
 
 CARD_FORMAT = "medseg-model-card/1"
@@ -53,6 +54,8 @@ class PostprocessSettings:
         refine_classes: classes whose probabilities are refined against each other by the scan's own
             intensities at its own resolution (``medseg.inference.intensity_refinement``); () = off.
         refine_iterations: EM iterations of that refinement.
+        refine_bias_field: ``"n4"``: that refinement first divides out the scan's smooth bias field
+            (``medseg.inference.bias_field``); ``"none"``: it fits the intensities as they are.
         foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
             it through bridges narrower than about twice this radius (a morphological opening,
             ``medseg.inference.foreground_opening``; 0 = off).
@@ -64,12 +67,14 @@ class PostprocessSettings:
     refine_classes: tuple[int, ...] = ()
     refine_iterations: int = 8
     foreground_opening_mm: float = 0.0
+    refine_bias_field: str = "none"
 
     def refinement_dict(self) -> dict[str, Any] | None:
         """The card's ``intensity_refinement`` entry (None when off)."""
         if not self.refine_classes:
             return None
-        return {"classes": list(self.refine_classes), "iterations": self.refine_iterations}
+        return {"classes": list(self.refine_classes), "iterations": self.refine_iterations,
+                **({"bias_field": self.refine_bias_field} if self.refine_bias_field != "none" else {})}
 
 
 def opening_radius(value: Any) -> float:
@@ -154,16 +159,17 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     return tuple(values)
 
 
-def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int]:
-    """(classes, iterations) of a card's ``postprocess.intensity_refinement`` (absent or null: off).
+def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int, str]:
+    """(classes, iterations, bias field) of a card's ``postprocess.intensity_refinement`` (absent or null: off).
 
     Raises:
-        ValueError: unknown keys, fewer than two classes, background or unknown classes, bad iterations.
+        ValueError: unknown keys, fewer than two classes, background or unknown classes, bad iterations,
+            an unknown bias field.
     """
     if entry is None:
-        return (), 8
-    if not isinstance(entry, dict) or set(entry) - {"classes", "iterations"}:
-        raise ValueError("intensity_refinement takes only 'classes' and 'iterations'")
+        return (), 8, "none"
+    if not isinstance(entry, dict) or set(entry) - {"classes", "iterations", "bias_field"}:
+        raise ValueError("intensity_refinement takes only 'classes', 'iterations' and 'bias_field'")
     classes = entry.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes) or not all(
             isinstance(c, int) and not isinstance(c, bool) and 0 < c < class_count for c in classes):
@@ -172,7 +178,7 @@ def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], 
     iterations = entry.get("iterations", 8)
     if not isinstance(iterations, int) or isinstance(iterations, bool) or not 1 <= iterations <= 100:
         raise ValueError(f"intensity_refinement.iterations must be an integer in 1..100, got {iterations!r}")
-    return tuple(classes), iterations
+    return tuple(classes), iterations, check_bias_field(entry.get("bias_field", "none"))
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -198,12 +204,13 @@ def read_card(path: str | Path) -> ModelCard:
         raise InputError(path, f"'colors' must hold one '#rrggbb' per class ({len(class_names)}), got {colors!r}", hint)
     post = data.get("postprocess") or {}
     try:
-        refine_classes, refine_iterations = refinement_settings(post.get("intensity_refinement"), len(class_names))
+        refine_classes, refine_iterations, bias_field = refinement_settings(post.get("intensity_refinement"),
+                                                                            len(class_names))
         postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
                                           float(post.get("min_component_ml", 0.0)),
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
-                                          opening_radius(post.get("foreground_opening_mm", 0.0)))
+                                          opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field)
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")

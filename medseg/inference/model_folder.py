@@ -145,6 +145,7 @@ def export_model_folder(
     largest_foreground: bool = False,
     refine_classes: tuple[int, ...] = (),
     foreground_opening_mm: float = 0.0,
+    bias_field: str = "none",
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -191,7 +192,7 @@ def export_model_folder(
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
                       checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes,
-                      foreground_opening_mm=foreground_opening_mm)
+                      foreground_opening_mm=foreground_opening_mm, bias_field=bias_field)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

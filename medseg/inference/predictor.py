@@ -125,6 +125,8 @@ class Predictor:
         fold_batch_norm: fold batch norm with running averages into the convolutions (exact).
         intensity_refinement: apply the card's intensity refinement, if it has one (False: the network's
             probabilities as they are).
+        bias_correction: with the card's refinement, divide out the bias field the card names (False:
+            refine on the intensities as they are).
         foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
             card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
             (``medseg.inference.foreground_opening``).
@@ -156,6 +158,7 @@ class Predictor:
         memory_budget_gb: float | None = None,
         fold_batch_norm: bool = True,
         intensity_refinement: bool = True,
+        bias_correction: bool = True,
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
     ) -> None:
@@ -174,6 +177,7 @@ class Predictor:
         # The card's intensity refinement (medseg.inference.intensity_refinement), unless switched off here.
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
+        self.refine_bias_field = card.refine_bias_field if bias_correction else "none"
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         try:
             self.foreground_opening_mm = opening_radius(
@@ -334,7 +338,8 @@ class Predictor:
         if self.refine_classes:
             mark = time.perf_counter()
             refinement = refine_by_intensity(volume.array[0], source_probabilities, self.refine_classes,
-                                             self.refine_iterations)
+                                             self.refine_iterations, bias_field=self.refine_bias_field,
+                                             spacing=volume.spacing)
             timings["refine"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
