@@ -14,6 +14,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from medseg.evaluation import peak_memory  # noqa: E402
+from medseg.evaluation.interleaved_timing import interleaved_seconds  # noqa: E402
 from medseg.evaluation.model_comparison import ModelResults, report  # noqa: E402
 from medseg.evaluation.shift_checks import (  # noqa: E402
     CheckSettings,
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true", help="one synthetic volume per kind instead of two")
     parser.add_argument("--sample", default="data/brain-tissue")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (all models in turn)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
@@ -67,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                 card=json.loads((model / "model_card.json").read_text(encoding="utf-8")),
                 parameters=sum(p.numel() for p in network.parameters()), memory=memory,
             ))
+        log("interleaved timing on the 1 mm whole head")
+        timing = interleaved_seconds(args.models, head, rounds=args.rounds, log=log)
+    results = [replace(r, interleaved={"rounds": timing["rounds"], "seconds": timing["seconds"][r.name],
+                                       "median": timing["median"][r.name], "ratio": timing["ratio_to_first"][r.name]})
+               for r in results]
     header = (
         "# Brain-tissue models compared on the same cases\n\n"
         f"One run of `scripts/compare_models.py{' --quick' if args.quick else ''}` at git commit "
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "comparison.md"
     path.write_text(report(results, header), encoding="utf-8")
+    (args.out / "interleaved_timing.json").write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
     print(path.read_text(encoding="utf-8"))
     return 0
 

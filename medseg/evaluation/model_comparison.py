@@ -25,6 +25,7 @@ class ModelResults:
     card: dict[str, Any]
     parameters: int
     memory: dict[str, Any]
+    interleaved: dict[str, Any] | None = None  # medseg.evaluation.interleaved_timing, this model's entries
 
 
 def _number(value: Any, digits: int) -> str:
@@ -66,6 +67,9 @@ def summary_table(models: Sequence[ModelResults]) -> str:
         ("training (CPU, 2 cores; from the card)", [training(m.card) for m in models]),
         ("1 mm whole head: read + predict + write, s (warm)", [_number(_timing(m, False), 1) for m in models]),
         ("... with mirror TTA (the flips each model trained under), s", [_number(_timing(m, True), 1) for m in models]),
+        *([(f"1 mm whole head, {models[0].interleaved['rounds']} interleaved rounds: median s (median ratio to "
+            f"`{models[0].name}`)", [f"{m.interleaved['median']:.2f} ({m.interleaved['ratio']:.2f}x)" for m in models])]
+          if all(m.interleaved for m in models) else []),
         ("peak memory of that scan, MiB (whole process / above the loaded model)",
          [f"{m.memory.get('peak_mib', math.nan):,.0f} / {m.memory.get('scan_mib', math.nan):,.0f}" for m in models]),
         ("sample test: ECE away / all", [

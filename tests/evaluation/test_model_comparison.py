@@ -52,3 +52,27 @@ def test_peak_memory_runs_a_model_in_a_fresh_process(tmp_path) -> None:
     assert result["after_load_mib"] > 100 and result["peak_mib"] >= result["after_load_mib"]
     assert result["scan_mib"] == pytest.approx(result["peak_mib"] - result["after_load_mib"], abs=0.11)
     assert result["shape"] == list(nibabel.load(str(scan)).shape[:3])
+
+
+def test_interleaved_timing_runs_every_model_each_round_and_reports_medians(tmp_path) -> None:
+    from medseg.evaluation.interleaved_timing import interleaved_seconds
+
+    import shutil
+
+    first = tiny_model_folder(tmp_path / "a")
+    second = Path(shutil.copytree(first, tmp_path / "other-model"))
+    scan = write_nifti(tmp_path / "scan.nii.gz", seed=5)
+    result = interleaved_seconds([first, second], scan, rounds=3)
+    names = [first.name, second.name]
+    assert result["rounds"] == 3 and list(result["seconds"]) == names
+    for name in names:
+        values = result["seconds"][name]
+        assert len(values) == 3 and all(v > 0 for v in values)
+        assert result["median"][name] == sorted(values)[1]
+    assert result["ratio_to_first"][names[0]] == pytest.approx(1.0)
+    models = [ModelResults(name, _checks(0.8, 2.0, 2.0), {}, 1, {"peak_mib": 1.0, "scan_mib": 1.0},
+                           {"rounds": 3, "median": result["median"][name], "ratio": result["ratio_to_first"][name],
+                            "seconds": result["seconds"][name]}) for name in names]
+    assert "3 interleaved rounds" in summary_table(models)
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_seconds([first], scan, rounds=0)
