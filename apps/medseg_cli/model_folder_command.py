@@ -49,9 +49,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-intensity", default="", metavar="CLASSES",
                         help="comma-separated class indices (e.g. 1,2,3) whose probabilities are refined against "
                         "each other by the scan's own intensities at its own resolution at inference")
-    parser.add_argument("--bias-field", choices=("none", "n4"), default="none",
-                        help="with --refine-intensity: n4 divides out the scan's smooth intensity drift (N4 fitted "
-                        "inside the network's tissue) before the refinement fits one intensity model per class")
+    parser.add_argument("--bias-field", choices=("none", "em", "n4"), default="none",
+                        help="with --refine-intensity: divide out the scan's smooth intensity drift before the "
+                        "refinement fits one intensity model per class: em fits it inside that fit from each "
+                        "class's residuals (keeps low tissue contrast; the shipped brain cards), n4 with N4 "
+                        "inside the network's tissue (medseg.inference.bias_field)")
     parser.add_argument("--foreground-opening-mm", type=float, default=0.0, metavar="MM",
                         help="with --largest-foreground: first cut tissue joined to the main structure through "
                         "bridges narrower than about twice this radius (e.g. 8 for a brain on a whole head: "

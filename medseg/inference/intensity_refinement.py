@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.inference.bias_field import check_bias_field, n4_log_bias_field
+from medseg.inference.bias_field import BlockField, check_bias_field, n4_log_bias_field
 
 # Voxels taking part: refined classes' probability above this, intensity above FLOOR_FRACTION of the
 # 99th percentile of those voxels' positive intensities.
@@ -87,7 +87,8 @@ def refine_by_intensity(
         probabilities: (C, I, J, K) float32 summing to 1 over C; changed in place.
         classes: the class indices refined against each other (at least two).
         iterations: EM iterations (each: fit means and variances, then recompute the posteriors).
-        bias_field: ``"n4"`` divides out a smooth bias field fitted inside the voxels taking part first.
+        bias_field: ``"n4"`` divides out a smooth bias field fitted (N4) inside the voxels taking part first;
+            ``"em"`` fits one inside the EM from the class-conditional residuals (``bias_field.BlockField``).
         spacing: voxel size (mm) of ``image``, for the bias field's smoothness.
 
     Returns:
@@ -130,7 +131,10 @@ def refine_by_intensity(
     # The mixture is fitted on an even subsample (every step-th voxel: deterministic), then one E-step
     # gives every voxel its posterior: the cost of the iterations stops growing with the scan.
     step = max(1, count // FIT_VOXELS)
-    sample_intensity, sample_log_prior = log_intensity[::step], log_prior[:, ::step]
+    sample = slice(None, None, step)
+    sample_intensity, sample_log_prior = log_intensity[sample], log_prior[:, sample]
+    field = BlockField(image.shape, spacing, where) if bias_field == "em" else None
+    raw_sample_intensity = sample_intensity
     responsibility = _softmax_rows(sample_log_prior.copy())
     means = variances = np.zeros(len(classes))
     for _ in range(iterations):
@@ -138,7 +142,19 @@ def refine_by_intensity(
         if float(weights.min()) * step < MIN_CLASS_VOXELS:
             return RefinementFit(False, count)
         means, variances = _fit(responsibility, sample_intensity, weights)
+        if field is not None:
+            precision = responsibility / variances.astype(np.float32)[:, None]
+            precision_sum = precision.sum(axis=0)
+            class_mean = (precision * means.astype(np.float32)[:, None]).sum(axis=0) / precision_sum
+            field.update(sample, raw_sample_intensity - class_mean, precision_sum)
+            sample_intensity = raw_sample_intensity - field.at(sample)
         responsibility = _posterior(sample_intensity, sample_log_prior, means, variances)
+    if field is not None:
+        field_here = field.at(slice(None))
+        log_intensity -= field_here
+        bias_used = "em"
+        bias_range = tuple(math.exp(float(v)) for v in np.percentile(field_here, (1, 99)))
+        del field_here
     responsibility = _posterior(log_intensity, log_prior, means, variances)
     del log_prior
     weights = responsibility.sum(axis=1, dtype=np.float64)
