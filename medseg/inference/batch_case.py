@@ -302,6 +302,9 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
         class_volumes_ml={str(k): round(float(v), 3) for k, v in prediction.class_volumes_ml.items()},
         mean_uncertainty_in_structures=None if math.isnan(mean_uncertainty) else round(mean_uncertainty, 4),
         predictor_timings_s={k: round(float(v), 4) for k, v in prediction.timings.items()},
+        # What the card's intensity refinement fitted (class means, the bias field's 1st-99th percentile): a
+        # scan whose field spans a factor of 2 or more is worth a look at the coil or the protocol.
+        intensity_refinement=prediction.refinement.to_dict() if prediction.refinement is not None else None,
     )
 
 

@@ -92,3 +92,22 @@ def test_dividing_out_the_bias_field_helps_where_the_scan_drifts(model: str, mov
         else:
             assert after["mean"] >= before["mean"] - BIAS_MAX_MEAN_LOSS, (name, before, after)
         np.testing.assert_array_equal(corrected.probabilities[0], plain.probabilities[0])  # the outline stays
+
+
+@pytest.mark.slow
+def test_a_batch_case_records_what_the_refinement_fitted(moved_brains, tmp_path: Path) -> None:
+    """``medseg predict``'s case entry holds the fit: the bias field used and its range, the class means."""
+    import nibabel
+
+    from medseg.inference.batch import run_batch
+
+    image, _, _, affine = moved_brains["robex-t1"]
+    scan = tmp_path / "studies" / "moved.nii.gz"
+    scan.parent.mkdir()
+    nibabel.save(nibabel.Nifti1Image(image, affine), str(scan))
+    result = run_batch(scan.parent, ROOT / "models" / "brain-tissue-unet", tmp_path / "out", progress=False)
+    assert result.count("ok") == 1, result.cases
+    fit = result.cases[0]["intensity_refinement"]
+    assert fit["refined"] and fit["bias_field"] == "em" and len(fit["means"]) == 3
+    low, high = fit["bias_range"]
+    assert low < 1.0 < high and high / low > 1.3
