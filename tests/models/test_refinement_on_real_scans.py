@@ -22,8 +22,8 @@ from medseg.types import Volume
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("brain-tissue-unet", "brain-tissue-deepmedic")
-# The least gain in mean CSF/GM/WM Dice that counts, and the most any one class may lose (measured, network
-# alone -> refined: UNet ROBEX GM/WM 0.77/0.68 -> 0.80/0.78, ITK 0.73/0.73 -> 0.81/0.83; DeepMedic ROBEX GM
+# The least gain in mean CSF/GM/WM Dice that counts, and the most any one class may lose (measured before the
+# cards' bias field (2026-12-04), network alone -> refined: UNet ROBEX GM/WM 0.77/0.68 -> 0.80/0.78, ITK 0.73/0.73 -> 0.81/0.83; DeepMedic ROBEX GM
 # 0.58 -> 0.56, WM 0.70 -> 0.75, CSF 0.10 -> 0.19; the slim DeepMedic shipped 2026-12-03: ROBEX CSF 0.11 -> 0.19,
 # GM 0.63 -> 0.60, WM 0.64 -> 0.72, mean +0.04). DeepMedic's prior is the weaker one, so the refinement may
 # move more of its gray matter to the classes the intensities favour.
