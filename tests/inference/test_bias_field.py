@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from test_intensity_refinement import _biased_prior, _dice
+from test_intensity_refinement import _phantom as ball_phantom
 
 from medseg.inference.bias_field import n4_log_bias_field
 from medseg.inference.intensity_refinement import refine_by_intensity
@@ -18,36 +19,15 @@ SPACING = (4.0, 4.0, 4.0)  # a 40^3 grid of 4 mm: a 160 mm head, as N4 sees it a
 
 
 def _phantom(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image, truth, log field) of a T1-like ball (WM core, GM shell, CSF rim) under a smooth drift.
+    """(image, truth, log field): the refinement tests' T1-like ball (WM core, GM shell, CSF rim) under a drift.
 
     The log field runs linearly from -0.4 to +0.4 along I (a factor 2.2 from end to end), so that
     white matter on the dark side (1.0 x 0.67) is darker than gray matter on the bright side (0.6 x 1.5).
     """
-    grid = np.indices((40, 40, 40)).astype(np.float32) - 19.5
-    radius = np.sqrt((grid ** 2).sum(axis=0))
-    truth = np.zeros(radius.shape, np.uint8)
-    truth[radius < 17] = 1
-    truth[radius < 15] = 2
-    truth[radius < 10] = 3
-    log_field = (0.4 * grid[0] / 19.5).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    clean = np.array([0.0, 0.3, 0.6, 1.0], np.float32)[truth] * (1 + 0.03 * rng.standard_normal(truth.shape))
+    clean, truth = ball_phantom(seed=seed, contrast=(0.3, 0.6, 1.0))
+    log_field = (0.4 * (np.arange(truth.shape[0], dtype=np.float32) - 19.5) / 19.5)[:, None, None]
+    log_field = np.broadcast_to(log_field, truth.shape).astype(np.float32)
     return (clean * np.exp(log_field)).astype(np.float32), truth, log_field
-
-
-def _soft_prior(truth: np.ndarray) -> np.ndarray:
-    """(4, ...) probabilities of a network whose GM/WM boundary is 3 voxels too deep (as the refinement tests)."""
-    wrong = truth.copy()
-    wm = truth == 3
-    wrong[wm & ~ndimage.binary_erosion(wm, iterations=3)] = 2
-    one_hot = np.stack([(wrong == c).astype(np.float32) for c in range(4)])
-    soft = 0.8 * np.stack([ndimage.gaussian_filter(channel, 1.0) for channel in one_hot]) + 0.05
-    return (soft / soft.sum(axis=0)).astype(np.float32)
-
-
-def _dice(labels: np.ndarray, truth: np.ndarray, value: int) -> float:
-    a, b = labels == value, truth == value
-    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
 
 
 def test_n4_recovers_a_smooth_drift_inside_the_tissue() -> None:
@@ -76,7 +56,7 @@ def test_too_few_voxels_fit_no_field() -> None:
 @pytest.mark.parametrize("method, least_drift", [("n4", 1.6), ("em", 1.4)])
 def test_the_refinement_with_the_field_divided_out_finds_the_tissue_boundaries(method: str, least_drift: float) -> None:
     image, truth, _ = _phantom()
-    plain, corrected = _soft_prior(truth), _soft_prior(truth)
+    plain, corrected = _biased_prior(truth), _biased_prior(truth)
     plain_fit = refine_by_intensity(image, plain, (1, 2, 3), spacing=SPACING)
     corrected_fit = refine_by_intensity(image, corrected, (1, 2, 3), bias_field=method, spacing=SPACING)
     assert plain_fit.bias_field == "none" and corrected_fit.bias_field == method
@@ -100,7 +80,7 @@ def test_the_class_conditional_field_keeps_a_low_tissue_contrast() -> None:
     rng = np.random.default_rng(1)
     image = (np.array([0.0, 0.8, 0.7, 0.55], np.float32)[truth]
              * (1 + 0.03 * rng.standard_normal(truth.shape))).astype(np.float32)
-    probabilities = _soft_prior(truth)
+    probabilities = _biased_prior(truth)
     fit = refine_by_intensity(image, probabilities, (1, 2, 3), bias_field="em", spacing=SPACING)
     low, high = fit.bias_range
     assert high / low < 1.2, (low, high)
@@ -111,7 +91,7 @@ def test_the_class_conditional_field_keeps_a_low_tissue_contrast() -> None:
 def test_an_unknown_bias_field_is_refused() -> None:
     image, truth, _ = _phantom()
     with pytest.raises(ValueError, match="bias_field"):
-        refine_by_intensity(image, _soft_prior(truth), (1, 2, 3), bias_field="spm")
+        refine_by_intensity(image, _biased_prior(truth), (1, 2, 3), bias_field="spm")
 
 
 @pytest.mark.parametrize("value, accepted", [("n4", True), ("em", True), ("none", True), ("N4", False), (1, False)])
