@@ -39,7 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medseg.inference.bias_field import to_sitk, n4_log_bias_field
+from medseg.inference.bias_field import n4_log_bias_field, to_sitk
 
 CLASS_NAMES = ("background", "csf", "gray_matter", "white_matter")
 BUILDER_VERSION = 1

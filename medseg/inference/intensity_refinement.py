@@ -19,8 +19,9 @@ rest keep the network's probabilities. Written here because no maintained librar
 network prior: scikit-learn's GaussianMixture has no per-voxel prior, SimpleITK's Atropos-like
 filters are not in its Python wrapping.
 
-With ``bias_field="n4"`` the scan's smooth intensity drift is divided out first (N4, fitted inside the
-voxels taking part: ``medseg.inference.bias_field``), so one Gaussian per class fits the whole brain.
+With a ``bias_field`` the scan's smooth intensity drift is divided out, so one Gaussian per class fits the
+whole brain (``medseg.inference.bias_field``): ``"em"`` estimates it inside the EM from each voxel's residual
+from its class mean, as SPM and FSL FAST do; ``"n4"`` fits N4 once inside the voxels taking part, before it.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class RefinementFit:
         means: per refined class, the fitted mean intensity (exp of the log mean), scan units.
         spreads: per refined class, the standard deviation of log intensity.
         weights: per refined class, its share of the fitted voxels.
-        bias_field: the field divided out before the fit (``"none"`` or ``"n4"``; ``"none"`` also when
-            N4 had too few voxels).
+        bias_field: the field divided out (``"none"``, ``"em"`` or ``"n4"``; ``"none"`` also when N4 had
+            too few voxels).
         bias_range: with a field, its 1st and 99th percentile over the fitted voxels (1 = no drift).
     """
 
