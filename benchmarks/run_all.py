@@ -35,6 +35,7 @@ def main() -> None:
         ("inference_floor", ["--rounds", "2"] if args.quick else ["--variants"]),
         ("finish", ["--rounds", "2"] if args.quick else []),
         ("deepmedic_inference", ["--rounds", "2"] if args.quick else []),
+        ("refinement", ["--rounds", "2"] if args.quick else []),
     ]
     print(f"machine: {machine()}", flush=True)
     sections = []
