@@ -130,8 +130,11 @@ class BlockField:
         self.sigma = sigma_mm / block_mm
         self.field = np.zeros(self.blocks, np.float32)
 
-    def update(self, subset: slice, residual: np.ndarray, weight: np.ndarray) -> None:
-        """Re-estimate the field from ``residual`` (log I - class mean) with ``weight`` at voxels ``subset``."""
+    def update(self, subset: slice, residual: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Re-estimate the field from ``residual`` (log I - class mean) with ``weight`` at voxels ``subset``.
+
+        Returns the new field at those voxels, (N,) float32.
+        """
         size = int(np.prod(self.blocks))
         blocks = self.block[subset]
         numerator = np.bincount(blocks, weights=weight * residual, minlength=size).reshape(self.blocks)
@@ -141,7 +144,11 @@ class BlockField:
         field = numerator / np.maximum(denominator, 1e-3 * float(denominator.max()))
         # The field is known up to a constant (the class means take it): zero mean over the fitted voxels.
         self.field = field.astype(np.float32)
-        self.field -= float(np.average(self.at(subset), weights=weight))
+        here = self.at(subset)
+        offset = np.float32(np.average(here, weights=weight))
+        self.field -= offset
+        here -= offset
+        return here
 
     def at(self, subset: slice | np.ndarray) -> np.ndarray:
         """The log field at voxels ``subset`` of ``where``: (N,) float32."""

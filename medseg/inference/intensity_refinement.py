@@ -147,8 +147,8 @@ def refine_by_intensity(
             precision = responsibility / variances.astype(np.float32)[:, None]
             precision_sum = precision.sum(axis=0)
             class_mean = (precision * means.astype(np.float32)[:, None]).sum(axis=0) / precision_sum
-            field.update(sample, raw_sample_intensity - class_mean, precision_sum)
-            sample_intensity = raw_sample_intensity - field.at(sample)
+            sample_intensity = raw_sample_intensity - field.update(sample, raw_sample_intensity - class_mean,
+                                                                   precision_sum)
         responsibility = _posterior(sample_intensity, sample_log_prior, means, variances)
     if field is not None:
         field_here = field.at(slice(None))
