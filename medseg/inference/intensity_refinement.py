@@ -122,8 +122,7 @@ def refine_by_intensity(
             field_here = np.ravel(log_field)[where]
             del log_field
             log_intensity -= field_here
-            bias_used = "n4"
-            bias_range = tuple(math.exp(float(v)) for v in np.percentile(field_here, (1, 99)))
+            bias_used, bias_range = "n4", _drift_range(field_here)
             del field_here
     mass = np.ravel(tissue)[where].astype(np.float32)
     log_prior = np.stack([np.ravel(probabilities[c])[where] for c in index]).astype(np.float32)
@@ -153,8 +152,7 @@ def refine_by_intensity(
     if field is not None:
         field_here = field.at(slice(None))
         log_intensity -= field_here
-        bias_used = "em"
-        bias_range = tuple(math.exp(float(v)) for v in np.percentile(field_here, (1, 99)))
+        bias_used, bias_range = "em", _drift_range(field_here)
         del field_here
     responsibility = _posterior(log_intensity, log_prior, means, variances)
     del log_prior
@@ -169,6 +167,12 @@ def refine_by_intensity(
     return RefinementFit(True, count, tuple(math.exp(float(m)) for m in means),
                          tuple(math.sqrt(float(v)) for v in variances), tuple(float(w) for w in weights / weights.sum()),
                          bias_used, bias_range)
+
+
+def _drift_range(log_field: np.ndarray) -> tuple[float, float]:
+    """The multiplicative field's 1st and 99th percentile over the fitted voxels, from its (N,) log values."""
+    low, high = np.percentile(log_field, (1, 99))
+    return math.exp(float(low)), math.exp(float(high))
 
 
 def _fit(

@@ -54,8 +54,8 @@ class PostprocessSettings:
         refine_classes: classes whose probabilities are refined against each other by the scan's own
             intensities at its own resolution (``medseg.inference.intensity_refinement``); () = off.
         refine_iterations: EM iterations of that refinement.
-        refine_bias_field: ``"n4"``: that refinement first divides out the scan's smooth bias field
-            (``medseg.inference.bias_field``); ``"none"``: it fits the intensities as they are.
+        refine_bias_field: the smooth bias field that refinement divides out (``medseg.inference.bias_field``):
+            ``"em"`` (fitted inside its EM), ``"n4"`` (N4, before it) or ``"none"`` (intensities as they are).
         foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
             it through bridges narrower than about twice this radius (a morphological opening,
             ``medseg.inference.foreground_opening``; 0 = off).
