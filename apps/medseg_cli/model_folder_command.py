@@ -54,6 +54,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         "refinement fits one intensity model per class: em fits it inside that fit from each "
                         "class's residuals (keeps low tissue contrast; the shipped brain cards), n4 with N4 "
                         "inside the network's tissue (medseg.inference.bias_field)")
+    parser.add_argument("--prior-weight", type=float, default=1.0, metavar="W",
+                        help="with --refine-intensity: exponent in (0, 1] on the network's probabilities where the "
+                        "refinement uses them as its prior; below 1 the scan's own intensities move tissue "
+                        "boundaries further (the shipped brain UNet: 0.5, see its card); default 1")
     parser.add_argument("--foreground-opening-mm", type=float, default=0.0, metavar="MM",
                         help="with --largest-foreground: first cut tissue joined to the main structure through "
                         "bridges narrower than about twice this radius (e.g. 8 for a brain on a whole head: "
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
         refine_classes=_classes(args.refine_intensity), foreground_opening_mm=args.foreground_opening_mm,
-        bias_field=args.bias_field,
+        bias_field=args.bias_field, prior_weight=args.prior_weight,
     )
     card = load_model_folder(path).card
     training = card.training

@@ -79,7 +79,7 @@ class RefinementFit:
 
 def refine_by_intensity(
     image: np.ndarray, probabilities: np.ndarray, classes: tuple[int, ...], iterations: int = 8, *,
-    bias_field: str = "none", spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+    bias_field: str = "none", spacing: tuple[float, ...] = (1.0, 1.0, 1.0), prior_weight: float = 1.0,
 ) -> RefinementFit:
     """Refine ``probabilities[classes]`` in place from ``image``'s intensities (module docstring).
 
@@ -91,6 +91,8 @@ def refine_by_intensity(
         bias_field: ``"n4"`` divides out a smooth bias field fitted (N4) inside the voxels taking part first;
             ``"em"`` fits one inside the EM from the class-conditional residuals (``bias_field.BlockField``).
         spacing: voxel size (mm) of ``image``, for the bias field's smoothness.
+        prior_weight: exponent w in (0, 1] on the prior (posterior ∝ prior^w · likelihood): below 1 the
+            intensities outweigh a confident network more easily (module docstring).
 
     Returns:
         The fit (``refined`` False and nothing changed when a class has too few voxels to fit).
@@ -98,6 +100,8 @@ def refine_by_intensity(
     if len(classes) < 2:
         raise ValueError(f"intensity refinement needs at least two classes, got {classes}")
     check_bias_field(bias_field)
+    if not 0.0 < prior_weight <= 1.0:
+        raise ValueError(f"intensity refinement: prior_weight must be in (0, 1], got {prior_weight}")
     index = list(classes)
     tissue = probabilities[index[0]].copy()  # summed plane by plane: no (T, I, J, K) fancy-index copy
     for c in index[1:]:
@@ -128,6 +132,8 @@ def refine_by_intensity(
     log_prior = np.stack([np.ravel(probabilities[c])[where] for c in index]).astype(np.float32)
     log_prior /= np.maximum(mass, 1e-12)
     np.log(np.clip(log_prior, PRIOR_FLOOR, 1.0, out=log_prior), out=log_prior)
+    if prior_weight != 1.0:
+        log_prior *= np.float32(prior_weight)  # prior^w; the softmax of each E-step renormalises it
     # The mixture is fitted on an even subsample (every step-th voxel: deterministic), then one E-step
     # gives every voxel its posterior: the cost of the iterations stops growing with the scan.
     step = max(1, count // FIT_VOXELS)

@@ -56,6 +56,8 @@ class PostprocessSettings:
         refine_iterations: EM iterations of that refinement.
         refine_bias_field: the smooth bias field that refinement divides out (``medseg.inference.bias_field``):
             ``"em"`` (fitted inside its EM), ``"n4"`` (N4, before it) or ``"none"`` (intensities as they are).
+        refine_prior_weight: exponent on the network's prior in that refinement (1 = as it is; lower lets the
+            scan's intensities move tissue boundaries further, ``intensity_refinement.refine_by_intensity``).
         foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
             it through bridges narrower than about twice this radius (a morphological opening,
             ``medseg.inference.foreground_opening``; 0 = off).
@@ -68,13 +70,15 @@ class PostprocessSettings:
     refine_iterations: int = 8
     foreground_opening_mm: float = 0.0
     refine_bias_field: str = "none"
+    refine_prior_weight: float = 1.0
 
     def refinement_dict(self) -> dict[str, Any] | None:
         """The card's ``intensity_refinement`` entry (None when off)."""
         if not self.refine_classes:
             return None
         return {"classes": list(self.refine_classes), "iterations": self.refine_iterations,
-                **({"bias_field": self.refine_bias_field} if self.refine_bias_field != "none" else {})}
+                **({"bias_field": self.refine_bias_field} if self.refine_bias_field != "none" else {}),
+                **({"prior_weight": self.refine_prior_weight} if self.refine_prior_weight != 1.0 else {})}
 
 
 def opening_radius(value: Any) -> float:
@@ -159,17 +163,19 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     return tuple(values)
 
 
-def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int, str]:
-    """(classes, iterations, bias field) of a card's ``postprocess.intensity_refinement`` (absent or null: off).
+def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int, str, float]:
+    """(classes, iterations, bias field, prior weight) of a card's ``postprocess.intensity_refinement``.
+
+    Absent or null: off.
 
     Raises:
         ValueError: unknown keys, fewer than two classes, background or unknown classes, bad iterations,
-            an unknown bias field.
+            an unknown bias field, a prior weight outside (0, 1].
     """
     if entry is None:
-        return (), 8, "none"
-    if not isinstance(entry, dict) or set(entry) - {"classes", "iterations", "bias_field"}:
-        raise ValueError("intensity_refinement takes only 'classes', 'iterations' and 'bias_field'")
+        return (), 8, "none", 1.0
+    if not isinstance(entry, dict) or set(entry) - {"classes", "iterations", "bias_field", "prior_weight"}:
+        raise ValueError("intensity_refinement takes only 'classes', 'iterations', 'bias_field' and 'prior_weight'")
     classes = entry.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes) or not all(
             isinstance(c, int) and not isinstance(c, bool) and 0 < c < class_count for c in classes):
@@ -178,7 +184,15 @@ def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], 
     iterations = entry.get("iterations", 8)
     if not isinstance(iterations, int) or isinstance(iterations, bool) or not 1 <= iterations <= 100:
         raise ValueError(f"intensity_refinement.iterations must be an integer in 1..100, got {iterations!r}")
-    return tuple(classes), iterations, check_bias_field(entry.get("bias_field", "none"))
+    return (tuple(classes), iterations, check_bias_field(entry.get("bias_field", "none")),
+            check_prior_weight(entry.get("prior_weight", 1.0)))
+
+
+def check_prior_weight(value: Any) -> float:
+    """``value`` as the refinement's prior weight; ValueError unless a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"intensity_refinement.prior_weight must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -204,13 +218,14 @@ def read_card(path: str | Path) -> ModelCard:
         raise InputError(path, f"'colors' must hold one '#rrggbb' per class ({len(class_names)}), got {colors!r}", hint)
     post = data.get("postprocess") or {}
     try:
-        refine_classes, refine_iterations, bias_field = refinement_settings(post.get("intensity_refinement"),
-                                                                            len(class_names))
+        refine_classes, refine_iterations, bias_field, prior_weight = refinement_settings(
+            post.get("intensity_refinement"), len(class_names))
         postprocess = PostprocessSettings(bool(post.get("largest_component", False)),
                                           float(post.get("min_component_ml", 0.0)),
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
-                                          opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field)
+                                          opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field,
+                                          prior_weight)
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")

@@ -146,6 +146,7 @@ def export_model_folder(
     refine_classes: tuple[int, ...] = (),
     foreground_opening_mm: float = 0.0,
     bias_field: str = "none",
+    prior_weight: float = 1.0,
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -163,6 +164,8 @@ def export_model_folder(
             (``medseg.inference.intensity_refinement``); () = none.
         foreground_opening_mm: with ``largest_foreground``, first cut pieces joined through bridges
             narrower than about twice this radius (``medseg.inference.foreground_opening``); 0 = off.
+        bias_field: the refinement's bias field (``"none"``, ``"em"``, ``"n4"``).
+        prior_weight: exponent on the network's prior in the refinement, in (0, 1].
         search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
             records it under ``training.search``.
 
@@ -192,7 +195,8 @@ def export_model_folder(
     target = Path(model_dir)
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
                       checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes,
-                      foreground_opening_mm=foreground_opening_mm, bias_field=bias_field)
+                      foreground_opening_mm=foreground_opening_mm, bias_field=bias_field,
+                      prior_weight=prior_weight)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

@@ -178,6 +178,7 @@ class Predictor:
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
         self.refine_bias_field = card.refine_bias_field if bias_correction else "none"
+        self.refine_prior_weight = card.refine_prior_weight
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         try:
             self.foreground_opening_mm = opening_radius(
@@ -339,7 +340,7 @@ class Predictor:
             mark = time.perf_counter()
             refinement = refine_by_intensity(volume.array[0], source_probabilities, self.refine_classes,
                                              self.refine_iterations, bias_field=self.refine_bias_field,
-                                             spacing=volume.spacing)
+                                             spacing=volume.spacing, prior_weight=self.refine_prior_weight)
             timings["refine"] = time.perf_counter() - mark
 
         mark = time.perf_counter()

@@ -38,6 +38,7 @@ def build_card(
     refine_classes: tuple[int, ...] = (),
     foreground_opening_mm: float = 0.0,
     bias_field: str = "none",
+    prior_weight: float = 1.0,
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -66,11 +67,14 @@ def build_card(
                                     intensity_ranges=config.transforms.normalize == "range")
     if refine_classes:
         try:
-            refinement_settings({"classes": list(refine_classes), "bias_field": bias_field}, len(class_names))
+            refinement_settings({"classes": list(refine_classes), "bias_field": bias_field,
+                                 "prior_weight": prior_weight}, len(class_names))
         except ValueError as error:
             raise ConfigError(f"--refine-intensity: {error}") from None
     elif bias_field != "none":
         raise ConfigError("--bias-field: needs --refine-intensity (the bias field is divided out for the refinement)")
+    elif prior_weight != 1.0:
+        raise ConfigError("--prior-weight: needs --refine-intensity (it weighs the network's prior in the refinement)")
     if foreground_opening_mm and not largest_foreground:
         raise ConfigError("--foreground-opening-mm: needs --largest-foreground (the opening keeps the largest piece)")
     try:
@@ -82,7 +86,8 @@ def build_card(
         network=config.network.name, description=description,
         postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground,
                                         refine_classes=tuple(refine_classes),
-                                        foreground_opening_mm=foreground_opening_mm, refine_bias_field=bias_field),
+                                        foreground_opening_mm=foreground_opening_mm, refine_bias_field=bias_field,
+                                        refine_prior_weight=prior_weight),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 

@@ -25,14 +25,17 @@ def _phantom(seed: int = 0, contrast: tuple[float, float, float] = (0.3, 0.6, 1.
     return image, truth
 
 
-def _biased_prior(truth: np.ndarray, grow_gm: int = 3) -> np.ndarray:
-    """(4, ...) probabilities of a network that puts the GM/WM boundary ``grow_gm`` voxels too deep."""
+def _biased_prior(truth: np.ndarray, grow_gm: int = 3, confidence: float = 0.8) -> np.ndarray:
+    """(4, ...) probabilities of a network that puts the GM/WM boundary ``grow_gm`` voxels too deep.
+
+    ``confidence``: the share of the blurred one-hot labels (the rest spread evenly over the 4 classes).
+    """
     wrong = truth.copy()
     wm = truth == 3
     wrong[wm & ~ndimage.binary_erosion(wm, iterations=grow_gm)] = 2
     one_hot = np.stack([(wrong == c).astype(np.float32) for c in range(4)])
     soft = np.stack([ndimage.gaussian_filter(channel, 1.0) for channel in one_hot])
-    soft = 0.8 * soft + 0.05
+    soft = confidence * soft + (1.0 - confidence) / 4
     return (soft / soft.sum(axis=0)).astype(np.float32)
 
 
@@ -56,6 +59,25 @@ def test_a_misplaced_tissue_boundary_moves_back_to_the_scans_own(contrast: tuple
     assert fit.means == pytest.approx(contrast, rel=0.05)
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(probabilities[0], background)  # the outline is the network's
+
+
+def test_a_lower_prior_weight_lets_intensities_overturn_a_confident_wrong_network() -> None:
+    """A network sure (0.9996) of a GM/WM boundary 3 voxels too deep, on a noisier scan: at full weight its
+    prior holds much of the error; at 0.5 the scan's intensities win back most of it."""
+    image, truth = _phantom()
+    image *= (1 + 0.15 * np.random.default_rng(1).standard_normal(truth.shape)).astype(np.float32)
+    prior = _biased_prior(truth, confidence=0.9996)
+    dice = {}
+    for weight in (1.0, 0.5):
+        probabilities = prior.copy()
+        assert refine_by_intensity(image, probabilities, (1, 2, 3), prior_weight=weight).refined
+        np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(probabilities[0], prior[0])
+        dice[weight] = _dice(probabilities.argmax(axis=0), truth, 3)
+    assert dice[1.0] < 0.85
+    assert dice[0.5] > 0.9
+    with pytest.raises(ValueError, match="prior_weight"):
+        refine_by_intensity(image, prior.copy(), (1, 2, 3), prior_weight=0.0)
 
 
 def test_zeros_of_a_skull_stripped_scan_and_unrefined_classes_are_left_alone() -> None:
@@ -91,6 +113,10 @@ def test_too_little_tissue_refines_nothing() -> None:
     ({"classes": [1, 9]}, "foreground"),
     ({"classes": [1, 2], "iterations": 0}, "iterations"),
     ({"classes": [1, 2], "sigma": 2}, "only"),
+    ({"classes": [1, 2], "prior_weight": 0}, "prior_weight"),
+    ({"classes": [1, 2], "prior_weight": 1.5}, "prior_weight"),
+    ({"classes": [1, 2], "prior_weight": True}, "prior_weight"),
+    ({"classes": [1, 2], "prior_weight": "0.5"}, "prior_weight"),
 ])
 def test_a_card_with_a_bad_refinement_entry_is_refused(tmp_path, entry, message) -> None:
     import json
@@ -111,11 +137,12 @@ def test_a_card_round_trips_its_refinement(tmp_path) -> None:
     from medseg.inference.model_card import write_card_text
 
     card = {"format": "medseg-model-card/1", "class_names": ["background", "a", "b", "c"], "modalities": ["T1"],
-            "postprocess": {"intensity_refinement": {"classes": [1, 2, 3], "iterations": 5}}}
+            "postprocess": {"intensity_refinement": {"classes": [1, 2, 3], "iterations": 5, "prior_weight": 0.5}}}
     path = tmp_path / "model_card.json"
     path.write_text(json.dumps(card))
     parsed = read_card(path)
     assert parsed.postprocess.refine_classes == (1, 2, 3) and parsed.postprocess.refine_iterations == 5
+    assert parsed.postprocess.refine_prior_weight == 0.5
     path.write_text(write_card_text(parsed))
     assert read_card(path).postprocess == parsed.postprocess
 

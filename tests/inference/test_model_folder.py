@@ -129,12 +129,15 @@ def test_export_records_the_foreground_opening_and_refuses_it_alone(run: tuple[P
         export_model_folder(run_dir, tmp_path / "wide", largest_foreground=True, foreground_opening_mm=80.0)
 
 
-def test_export_refuses_a_bias_field_without_the_refinement(run: tuple[Path, Path], tmp_path: Path) -> None:
-    """(This run has one foreground class, so it cannot be refined; the shipped brain cards carry the field:
+def test_export_refuses_a_bias_field_or_prior_weight_without_the_refinement(run: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    """(This run has one foreground class, so it cannot be refined; the shipped brain cards carry both:
     tests/models/test_refinement_on_real_scans.py.)"""
     _, run_dir = run
-    with pytest.raises(ConfigError, match="needs --refine-intensity"):
+    with pytest.raises(ConfigError, match="--bias-field: needs --refine-intensity"):
         export_model_folder(run_dir, tmp_path / "alone", bias_field="em")
+    with pytest.raises(ConfigError, match="--prior-weight: needs --refine-intensity"):
+        export_model_folder(run_dir, tmp_path / "alone", prior_weight=0.5)
     assert not (tmp_path / "alone").exists()
 
 
