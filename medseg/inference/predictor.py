@@ -37,7 +37,7 @@ from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
 from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
-from medseg.inference.model_card import opening_radius
+from medseg.inference.model_card import check_prior_weight, opening_radius
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -127,6 +127,7 @@ class Predictor:
             probabilities as they are).
         bias_correction: with the card's refinement, divide out the bias field the card names (False:
             refine on the intensities as they are).
+        prior_weight: override the card's exponent on the network's prior in that refinement, in (0, 1].
         foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
             card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
             (``medseg.inference.foreground_opening``).
@@ -159,6 +160,7 @@ class Predictor:
         fold_batch_norm: bool = True,
         intensity_refinement: bool = True,
         bias_correction: bool = True,
+        prior_weight: float | None = None,
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
     ) -> None:
@@ -178,7 +180,11 @@ class Predictor:
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
         self.refine_bias_field = card.refine_bias_field if bias_correction else "none"
-        self.refine_prior_weight = card.refine_prior_weight
+        try:
+            self.refine_prior_weight = check_prior_weight(card.refine_prior_weight if prior_weight is None
+                                                          else prior_weight)
+        except ValueError as error:
+            raise ConfigError(f"prior_weight: {error}") from None
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         try:
             self.foreground_opening_mm = opening_radius(
