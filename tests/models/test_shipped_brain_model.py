@@ -8,8 +8,8 @@ give the measured values), so a model or a pipeline that gets worse fails here:
   brain masks, never used in training): whole head with the skull on, skull-stripped, rigidly moved,
   5 mm axial slices; tissue inside the brain only;
 * placement: a scan moved in world space gets masks moved exactly with it; through an oblique anisotropic
-  grid gray matter's world centroid stays within a quarter of a model voxel (0.5 mm) (white matter and
-  CSF within their measured bounds); a head embedded in a larger volume gets the same mask.
+  grid every class's world centroid stays within its measured bound (gray matter 0.6 mm, under a third of a
+  model voxel; white matter 0.75 mm; CSF 1.5 mm); a head embedded in a larger volume gets the same mask.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from medseg.types import Volume
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "brain-tissue-unet"
-MODEL_VOXEL_MM = 2.0
 # A move in world space must move every mask exactly with the anatomy. Through an oblique anisotropic
-# resampling (1.2 x 0.9 x 1.7 mm, rotated 9/-6/12 degrees) gray matter stays within a quarter model voxel
-# (measured 0.25 mm), but the model's white matter and CSF depend on the acquisition grid (measured
-# 2.17 mm and 4.06 mm): bars just above those, so that this gets no worse.
+# resampling (1.2 x 0.9 x 1.7 mm, rotated 9/-6/12 degrees) the centroids move by what the acquisition grid
+# changes. Measured with the card's prior weight 0.7 (2026-12-04): CSF 1.19 mm, GM 0.51 mm, WM 0.51 mm; with
+# weight 1: 4.06, 0.25 and 2.17 mm (the scan's own intensities place CSF and WM more consistently, GM a
+# little less). Bars just above, so that this gets no worse.
 WORLD_MOVE_BOUND_MM = 1e-3
-OBLIQUE_BOUND_MM = {1: 4.5, 2: MODEL_VOXEL_MM / 4, 3: 2.5}
+OBLIQUE_BOUND_MM = {1: 1.5, 2: 0.6, 3: 0.75}
 
 # Bars just under the shipped model's values (docs/model-comparison/brain-tissue-unet/checks.md, 2026-12-04, the
 # card's 10 mm foreground opening and intensity refinement with the class-conditional bias field and the network
@@ -121,7 +121,7 @@ def test_a_real_brain_in_5mm_axial_slices(predictor: Predictor, real_checks: dic
 
 @pytest.mark.slow
 def test_masks_land_on_the_anatomy_through_any_grid(predictor: Predictor, real_checks: dict[str, dict]) -> None:
-    """World centroids per class agree within a quarter model voxel when the scan moves or is resampled."""
+    """World centroids per class agree when the scan moves (exactly) or is resampled (within the bounds)."""
     check = real_checks["robex-t1"]
     volume = Volume((check["image"] * check["mask"])[None], check["affine"], ("T1",))
     plain = predictor.predict(volume).labels.array
