@@ -59,6 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-bias-field", action="store_true",
                         help="refine on the intensities as they are, without dividing out the bias field the "
                         "model card names")
+    parser.add_argument("--prior-weight", type=float, default=None, metavar="W",
+                        help="override the model card's weight (0 < W <= 1) of the network's prior in the intensity "
+                        "refinement; 1 = the network's probabilities as they are, lower lets the scan's own "
+                        "intensities move tissue boundaries further")
     parser.add_argument("--foreground-opening-mm", type=float, default=None, metavar="MM",
                         help="override the model card's foreground opening (models that keep the largest foreground "
                         "component): cut tissue joined through bridges narrower than about twice this radius; 0 = off")
@@ -134,6 +138,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["intensity_refinement"] = False
     if args.no_bias_field:
         options["bias_correction"] = False
+    if args.prior_weight is not None:
+        options["prior_weight"] = args.prior_weight  # range checked by the Predictor
     if args.foreground_opening_mm is not None:
         options["foreground_opening_mm"] = args.foreground_opening_mm  # range checked by the Predictor
     return options
