@@ -131,6 +131,19 @@ MUTANTS: tuple[Mutant, ...] = (
            "    temperature = fit_temperature(samples, targets, max_samples=samples.shape[0], seed=seed)\n",
            "    temperature = 0.5 * fit_temperature(samples, targets, max_samples=samples.shape[0], seed=seed)\n",
            ("tests/apps/test_cli_calibrate.py",)),
+    Mutant("refine-prior-weight-ignored", "the intensity refinement ignores its prior weight (the network's prior at full "
+           "weight whatever the card says)",
+           "medseg/inference/intensity_refinement.py",
+           "        log_prior *= np.float32(prior_weight)  # prior^w; the softmax of each E-step renormalises it\n",
+           "        log_prior *= np.float32(1.0)\n", ("tests/inference/test_intensity_refinement.py",)),
+    Mutant("predictor-drops-prior-weight", "the Predictor refines with weight 1 instead of the card's prior weight",
+           "medseg/inference/predictor.py", "prior_weight=self.refine_prior_weight)", "prior_weight=1.0)",
+           ("tests/models/test_refinement_on_real_scans.py",)),
+    Mutant("refine-keeps-the-bias-field", "the refinement fits the em bias field but never divides it out of the "
+           "intensities it labels",
+           "medseg/inference/intensity_refinement.py",
+           "        field_here = field.at(slice(None))\n        log_intensity -= field_here\n",
+           "        field_here = field.at(slice(None))\n", ("tests/inference/test_bias_field.py",)),
 )
 
 
