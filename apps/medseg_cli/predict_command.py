@@ -63,6 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="override the model card's weight (0 < W <= 1) of the network's prior in the intensity "
                         "refinement; 1 = the network's probabilities as they are, lower lets the scan's own "
                         "intensities move tissue boundaries further")
+    parser.add_argument("--stripped-background-odds", type=float, default=None, metavar="K",
+                        help="override the model card's factor (0 < K <= 1; 1 = off) on the background's odds at the "
+                        "signal voxels of a scan judged skull-stripped")
     parser.add_argument("--foreground-opening-mm", type=float, default=None, metavar="MM",
                         help="override the model card's foreground opening (models that keep the largest foreground "
                         "component): cut tissue joined through bridges narrower than about twice this radius; 0 = off")
@@ -140,6 +143,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["bias_correction"] = False
     if args.prior_weight is not None:
         options["prior_weight"] = args.prior_weight  # range checked by the Predictor
+    if args.stripped_background_odds is not None:
+        options["stripped_background_odds"] = args.stripped_background_odds  # range checked by the Predictor
     if args.foreground_opening_mm is not None:
         options["foreground_opening_mm"] = args.foreground_opening_mm  # range checked by the Predictor
     return options

@@ -305,6 +305,8 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
         # What the card's intensity refinement fitted (class means, the bias field's 1st-99th percentile): a
         # scan whose field spans a factor of 2 or more is worth a look at the coil or the protocol.
         intensity_refinement=prediction.refinement.to_dict() if prediction.refinement is not None else None,
+        # Whether the scan was judged skull-stripped (the card's background odds lowered inside its signal).
+        skull_stripped=prediction.stripped.to_dict() if prediction.stripped is not None else None,
     )
 
 

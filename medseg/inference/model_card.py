@@ -24,6 +24,8 @@ from medseg.inference.qc import QCReference
 CARD_FORMAT = "medseg-model-card/1"
 BACKGROUND_COLOR = "#000000"
 MAX_OPENING_MM = 50.0  # a larger ball would erode away any organ this project segments
+POSTPROCESS_KEYS = frozenset({"largest_component", "min_component_ml", "largest_foreground", "foreground_opening_mm",
+                              "intensity_refinement", "stripped_background_odds"})
 # Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4",
@@ -58,6 +60,8 @@ class PostprocessSettings:
             ``"em"`` (fitted inside its EM), ``"n4"`` (N4, before it) or ``"none"`` (intensities as they are).
         refine_prior_weight: exponent on the network's prior in that refinement (1 = as it is; lower lets the
             scan's intensities move tissue boundaries further, ``intensity_refinement.refine_by_intensity``).
+        stripped_background_odds: on a scan judged skull-stripped, the factor on the background's odds at its
+            signal voxels (``medseg.inference.stripped_scan``; 1 = off).
         foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
             it through bridges narrower than about twice this radius (a morphological opening,
             ``medseg.inference.foreground_opening``; 0 = off).
@@ -71,6 +75,7 @@ class PostprocessSettings:
     foreground_opening_mm: float = 0.0
     refine_bias_field: str = "none"
     refine_prior_weight: float = 1.0
+    stripped_background_odds: float = 1.0
 
     def refinement_dict(self) -> dict[str, Any] | None:
         """The card's ``intensity_refinement`` entry (None when off)."""
@@ -132,6 +137,8 @@ class ModelCard:
                             "largest_foreground": self.postprocess.largest_foreground,
                             **({"foreground_opening_mm": self.postprocess.foreground_opening_mm}
                                if self.postprocess.foreground_opening_mm > 0 else {}),
+                            **({"stripped_background_odds": self.postprocess.stripped_background_odds}
+                               if self.postprocess.stripped_background_odds != 1.0 else {}),
                             **({"intensity_refinement": self.postprocess.refinement_dict()}
                                if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
@@ -188,6 +195,13 @@ def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], 
             check_prior_weight(entry.get("prior_weight", 1.0)))
 
 
+def check_background_odds(value: Any) -> float:
+    """``value`` as the skull-stripped background odds factor; ValueError unless a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"stripped_background_odds must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
 def check_prior_weight(value: Any) -> float:
     """``value`` as the refinement's prior weight; ValueError unless a number in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
@@ -217,6 +231,10 @@ def read_card(path: str | Path) -> ModelCard:
     if len(colors) != len(class_names) or not all(isinstance(c, str) and _HEX.match(c) for c in colors):
         raise InputError(path, f"'colors' must hold one '#rrggbb' per class ({len(class_names)}), got {colors!r}", hint)
     post = data.get("postprocess") or {}
+    unknown = set(post) - POSTPROCESS_KEYS if isinstance(post, dict) else set()
+    if unknown:
+        raise InputError(path, f"'postprocess' has unknown keys {sorted(unknown)} (known: {sorted(POSTPROCESS_KEYS)})",
+                         hint)
     try:
         refine_classes, refine_iterations, bias_field, prior_weight = refinement_settings(
             post.get("intensity_refinement"), len(class_names))
@@ -225,7 +243,7 @@ def read_card(path: str | Path) -> ModelCard:
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
                                           opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field,
-                                          prior_weight)
+                                          prior_weight, check_background_odds(post.get("stripped_background_odds", 1.0)))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     qc = data.get("qc")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,8 @@ from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
 from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
-from medseg.inference.model_card import check_prior_weight, opening_radius
+from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
+from medseg.inference.stripped_scan import StrippedCheck, adapt_to_skull_stripped
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -74,9 +75,11 @@ class Prediction:
         qc_flags: triage flags (``medseg.inference.qc``), empty when nothing stands out.
         class_volumes_ml: predicted volume per foreground class name, after clean-up.
         mean_uncertainty: mean ``uncertainty`` inside the predicted structures (NaN when empty).
-        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``refine`` when the card
-            refines by intensity, ``postprocess``, ``total``).
+        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``stripped`` when the card lowers
+            the background's odds on skull-stripped scans, ``refine`` when it refines by intensity,
+            ``postprocess``, ``total``).
         refinement: the intensity refinement's fit (None when the card has none or it was switched off).
+        stripped: the skull-stripped check (None when the card's ``stripped_background_odds`` is 1).
     """
 
     labels: LabelVolume
@@ -87,6 +90,7 @@ class Prediction:
     mean_uncertainty: float = math.nan
     timings: dict[str, float] = field(default_factory=dict)
     refinement: RefinementFit | None = None
+    stripped: StrippedCheck | None = None
 
 
 def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> int:
@@ -128,6 +132,8 @@ class Predictor:
         bias_correction: with the card's refinement, divide out the bias field the card names (False:
             refine on the intensities as they are).
         prior_weight: override the card's exponent on the network's prior in that refinement, in (0, 1].
+        stripped_background_odds: override the card's factor on the background's odds at the signal voxels of a
+            scan judged skull-stripped (``medseg.inference.stripped_scan``; 1 = off), in (0, 1].
         foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
             card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
             (``medseg.inference.foreground_opening``).
@@ -161,6 +167,7 @@ class Predictor:
         intensity_refinement: bool = True,
         bias_correction: bool = True,
         prior_weight: float | None = None,
+        stripped_background_odds: float | None = None,
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
     ) -> None:
@@ -185,6 +192,11 @@ class Predictor:
                                                           else prior_weight)
         except ValueError as error:
             raise ConfigError(f"prior_weight: {error}") from None
+        try:
+            self.stripped_background_odds = check_background_odds(
+                card.stripped_background_odds if stripped_background_odds is None else stripped_background_odds)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         try:
             self.foreground_opening_mm = opening_radius(
@@ -341,6 +353,13 @@ class Predictor:
         timings["resample"] = time.perf_counter() - mark
         report(PREPROCESS_SHARE + NETWORK_SHARE + 0.05)
 
+        stripped = None
+        if self.stripped_background_odds < 1.0:
+            mark = time.perf_counter()
+            stripped = adapt_to_skull_stripped(volume.array[0], source_probabilities, volume.spacing,
+                                               self.stripped_background_odds)
+            timings["stripped"] = time.perf_counter() - mark
+
         refinement = None
         if self.refine_classes:
             mark = time.perf_counter()
@@ -350,7 +369,8 @@ class Predictor:
             timings["refine"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        prediction = self._finish(volume, source_probabilities, timings, disagreement, refinement)
+        prediction = replace(self._finish(volume, source_probabilities, timings, disagreement, refinement),
+                             stripped=stripped)
         timings["postprocess"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)

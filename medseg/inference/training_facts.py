@@ -15,6 +15,7 @@ from medseg.errors import ConfigError, InputError
 from medseg.inference.model_card import (
     ModelCard,
     PostprocessSettings,
+    check_background_odds,
     default_colors,
     opening_radius,
     refinement_settings,
@@ -39,6 +40,7 @@ def build_card(
     foreground_opening_mm: float = 0.0,
     bias_field: str = "none",
     prior_weight: float = 1.0,
+    stripped_background_odds: float = 1.0,
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -75,6 +77,10 @@ def build_card(
         raise ConfigError("--bias-field: needs --refine-intensity (the bias field is divided out for the refinement)")
     elif prior_weight != 1.0:
         raise ConfigError("--prior-weight: needs --refine-intensity (it weighs the network's prior in the refinement)")
+    try:
+        check_background_odds(stripped_background_odds)
+    except ValueError as error:
+        raise ConfigError(f"--stripped-background-odds: {error}") from None
     if foreground_opening_mm and not largest_foreground:
         raise ConfigError("--foreground-opening-mm: needs --largest-foreground (the opening keeps the largest piece)")
     try:
@@ -87,7 +93,8 @@ def build_card(
         postprocess=PostprocessSettings(largest_component=largest_component, largest_foreground=largest_foreground,
                                         refine_classes=tuple(refine_classes),
                                         foreground_opening_mm=foreground_opening_mm, refine_bias_field=bias_field,
-                                        refine_prior_weight=prior_weight),
+                                        refine_prior_weight=prior_weight,
+                                        stripped_background_odds=stripped_background_odds),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 

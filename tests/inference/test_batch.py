@@ -198,20 +198,24 @@ def test_predictor_options_from_the_command_line_reach_the_report_and_redo_compl
     out = _copy_out(first_run, tmp_path)
     status = main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress", "--uncertainty",
                    "--probabilities", "--window-plan", "whole", "--memory-budget-gb", "2", "--no-refine",
-                   "--foreground-opening-mm", "6", "--prior-weight", "0.8"])
+                   "--foreground-opening-mm", "6", "--prior-weight", "0.8", "--stripped-background-odds", "0.5"])
     report = read_report(out)
     assert status == 1 and report["options"]["window_plan"] == "whole"
     assert report["options"]["memory_budget_gb"] == 2 and report["options"]["intensity_refinement"] is False
     assert report["options"]["foreground_opening_mm"] == 6 and report["options"]["prior_weight"] == 0.8
     cases = by_input(report)
     assert {cases[name]["status"] for name in GOOD} == {"ok"}  # other settings than the record's: redone
+    stripped = cases[GOOD[0]]["skull_stripped"]  # the check ran (odds below 1) and says what it found
+    assert set(stripped) == {"skull_stripped", "far_fraction", "odds"} and stripped["odds"] in (0.5, 1.0)
     record = read_record(out / cases[GOOD[0]]["case_id"])
     assert record["options"]["predictor"] == {"intensity_refinement": False, "memory_budget_gb": 2.0,
                                               "window_plan": "whole", "foreground_opening_mm": 6.0,
-                                              "prior_weight": 0.8}
+                                              "prior_weight": 0.8, "stripped_background_odds": 0.5}
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
                  "--memory-budget-gb", "0"]) == 2
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
                  "--foreground-opening-mm", "-1"]) == 2
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
                  "--prior-weight", "1.5"]) == 2
+    assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
+                 "--stripped-background-odds", "0"]) == 2

@@ -138,7 +138,12 @@ def test_export_refuses_a_bias_field_or_prior_weight_without_the_refinement(run:
         export_model_folder(run_dir, tmp_path / "alone", bias_field="em")
     with pytest.raises(ConfigError, match="--prior-weight: needs --refine-intensity"):
         export_model_folder(run_dir, tmp_path / "alone", prior_weight=0.5)
+    with pytest.raises(ConfigError, match="--stripped-background-odds"):
+        export_model_folder(run_dir, tmp_path / "alone", stripped_background_odds=0.0)
     assert not (tmp_path / "alone").exists()
+    lowered = export_model_folder(run_dir, tmp_path / "lowered", stripped_background_odds=0.2)
+    assert load_model_folder(lowered).card.postprocess.stripped_background_odds == 0.2
+    assert Predictor.from_model(lowered).stripped_background_odds == 0.2
 
 
 def test_load_refuses_missing_files(model_dir: Path) -> None:
