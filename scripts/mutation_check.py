@@ -144,6 +144,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "medseg/inference/intensity_refinement.py",
            "        field_here = field.at(slice(None))\n        log_intensity -= field_here\n",
            "        field_here = field.at(slice(None))\n", ("tests/inference/test_bias_field.py",)),
+    Mutant("stripped-never-detected", "no scan is ever judged skull-stripped (the background's odds never fall)",
+           "medseg/inference/stripped_scan.py",
+           "    stripped = bool(coarse_signal.any()) and fraction < STRIPPED_FAR_FRACTION\n",
+           "    stripped = False\n", ("tests/inference/test_stripped_scan.py",)),
+    Mutant("stripped-heads-too", "every scan is judged skull-stripped: whole heads get the background's odds "
+           "lowered on the scalp", "medseg/inference/stripped_scan.py",
+           "    stripped = bool(coarse_signal.any()) and fraction < STRIPPED_FAR_FRACTION\n",
+           "    stripped = bool(coarse_signal.any())\n", ("tests/inference/test_stripped_scan.py",)),
 )
 
 

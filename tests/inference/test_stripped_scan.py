@@ -79,7 +79,7 @@ def test_the_odds_shift_and_its_checks() -> None:
     assert probabilities.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="stripped_background_odds"):
         adapt_to_skull_stripped(np.ones((4, 4, 4), np.float32), probabilities.repeat(4, 1), SPACING, 0.0)
-    # The distance test runs on a grid strided to about 2 mm: a signal voxel 9 voxels of 1 mm from the tissue is far.
+    # A signal voxel more than 8 mm from the tissue is far.
     tissue = np.zeros((40, 40, 40), bool)
     tissue[10:20, 10:20, 10:20] = True
     signal = tissue | ndimage.binary_dilation(tissue, iterations=3)
