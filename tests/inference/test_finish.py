@@ -39,7 +39,10 @@ def test_separable_resampling_equals_spatial_resample(name):
     np.testing.assert_allclose(got.sum(0), 1.0, atol=1e-5)
 
 
-def test_oblique_grid_takes_spatial_resample():
+def test_oblique_grid_takes_spatial_resample(monkeypatch: pytest.MonkeyPatch):
+    """The general path (a rotated grid), whole and a plane at a time, is MONAI's answer."""
+    from medseg.inference import finish
+
     angle = np.radians(10)
     grid = np.eye(4)
     grid[:2, :2] = 2.0 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -48,5 +51,8 @@ def test_oblique_grid_takes_spatial_resample():
     probabilities = torch.rand((3, 10, 12, 8), generator=torch.Generator().manual_seed(1))
     probabilities /= probabilities.sum(0, keepdim=True)
     volume = Volume(np.zeros((1, 16, 20, 14), dtype=np.float32), source)
-    np.testing.assert_allclose(to_source_grid(probabilities, grid, volume),
-                               monai_resample(probabilities, grid, volume), atol=1e-5)
+    expected = monai_resample(probabilities, grid, volume)
+    np.testing.assert_allclose(to_source_grid(probabilities, grid, volume), expected, atol=1e-5)
+    monkeypatch.setattr(finish.slabs, "__defaults__", (200,))  # ``slabs`` binds SLAB_VOXELS as its default
+    assert len(finish.slabs(volume.spatial_shape)) == 16
+    np.testing.assert_allclose(to_source_grid(probabilities, grid, volume), expected, atol=1e-5)
