@@ -163,7 +163,11 @@ NOTES = """Notes:
   (e.g. `gradient-ascent` also fails `tests/research/test_tune.py`, `augment-raises` also
   `tests/training/test_learning.py`, `mask-one-voxel-off` also `tests/napari/test_segment_placement.py`).
 * Equivalent mutant tried and dropped: `align_corners=True` in the Predictor's resampling back to the source
-  grid (MONAI maps the affines consistently either way: probabilities agree to 3e-6, labels exactly)."""
+  grid (MONAI maps the affines consistently either way: probabilities agree to 3e-6, labels exactly).
+* 2026-12-04: four mutants had gone stale ("not applied": the resampling back to the source grid had moved to
+  `medseg/inference/finish.py`, the TTA line had lost an indent); retargeted, `slab-shift-wrong-axis` then
+  survived, because a rotated grid's plane-at-a-time path only ever ran as one slab in the tests:
+  `tests/inference/test_finish.py` now forces 16 slabs on it."""
 
 
 def copy_tree(destination: Path) -> int:
