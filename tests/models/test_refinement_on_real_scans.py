@@ -112,8 +112,7 @@ def test_the_unets_lower_prior_weight_takes_white_matter_back_on_real_brains(mov
     for name, (image, reference, _, affine) in moved_brains.items():
         volume = Volume(image[None], affine, ("T1",))
         before = class_dice(full.predict(volume).labels.array, reference)
-        weighted_prediction = weighted.predict(volume)
-        after = class_dice(weighted_prediction.labels.array, reference)
+        after = class_dice(weighted.predict(volume).labels.array, reference)
         assert after["WM"] >= before["WM"] + PRIOR_WM_GAIN, (name, before, after)
         assert after["GM"] >= before["GM"] - PRIOR_GM_MAX_LOSS, (name, before, after)
     with pytest.raises(ConfigError, match="prior_weight"):
