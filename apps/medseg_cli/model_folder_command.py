@@ -57,7 +57,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-weight", type=float, default=1.0, metavar="W",
                         help="with --refine-intensity: exponent in (0, 1] on the network's probabilities where the "
                         "refinement uses them as its prior; below 1 the scan's own intensities move tissue "
-                        "boundaries further (the shipped brain UNet: 0.5, see its card); default 1")
+                        "boundaries further (the shipped brain UNet: 0.7, see its card); default 1")
     parser.add_argument("--stripped-background-odds", type=float, default=1.0, metavar="K",
                         help="on a scan judged skull-stripped (its signal lies within 8 mm of the network's tissue), "
                         "multiply the background's odds at its signal voxels by K in (0, 1] (the shipped "

@@ -38,7 +38,6 @@ from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_sou
 from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
 from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
-from medseg.inference.stripped_scan import StrippedCheck, adapt_to_skull_stripped
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.postprocess import (
     class_volumes_ml,
@@ -49,6 +48,7 @@ from medseg.inference.postprocess import (
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
+from medseg.inference.stripped_scan import StrippedCheck, adapt_to_skull_stripped
 from medseg.inference.tta import tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
 from medseg.types import LabelVolume, Volume
