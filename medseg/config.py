@@ -51,6 +51,10 @@ class SynthConfig:
         noise_std: (low, high) Rician noise level relative to the brightest tissue.
         flip: random left-right flips (the labels are symmetric).
         validation_volumes: fixed shifted validation volumes (other contrasts, thick slices, heads, rotations).
+        gm_wm_boundary: white-matter share WM / (GM + WM) of the template's maps where the generator puts
+            the gray/white boundary, in image and labels alike; 0.5 is the template's own argmax. The
+            template averages 152 brains, so its gray matter is thicker than one subject's (GM/WM volume
+            1.72 at 0.5; 1.24 at 0.35, where single adult brains lie, about 1.1-1.4).
     """
 
     enabled: bool = False
@@ -70,6 +74,11 @@ class SynthConfig:
     noise_std: tuple[float, float] = (0.0, 0.06)
     flip: bool = True
     validation_volumes: int = 8
+    gm_wm_boundary: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.gm_wm_boundary <= 0.95:
+            raise ValueError(f"gm_wm_boundary must lie in [0.05, 0.95], got {self.gm_wm_boundary}")
 
 
 @dataclass(frozen=True)

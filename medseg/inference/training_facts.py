@@ -152,7 +152,7 @@ def synth_reference(config: ExperimentConfig, class_names: tuple[str, ...]) -> Q
 
     from medseg.data.synth.generator import synthesize
     from medseg.data.synth.params import draw_params
-    from medseg.data.synth.source import load_synth_source
+    from medseg.data.synth.source import source_for_contrast
     from medseg.inference.qc import VOLUME_MARGIN
 
     synth = config.data.synth
@@ -160,7 +160,8 @@ def synth_reference(config: ExperimentConfig, class_names: tuple[str, ...]) -> Q
     voxel_ml = float(np.prod(spacing)) / 1000.0
     counts = []
     for index in range(SYNTH_QC_VOLUMES):
-        _, labels, _ = synthesize(load_synth_source(), draw_params(synth, (SYNTH_QC_SEED, index)),
+        params = draw_params(synth, (SYNTH_QC_SEED, index))
+        _, labels, _ = synthesize(source_for_contrast(params.contrast, synth.gm_wm_boundary), params,
                                   synth.grid_shape, spacing)
         counts.append(np.bincount(labels.numpy().ravel(), minlength=len(class_names)) * voxel_ml)
     volumes = np.array(counts)

@@ -15,7 +15,7 @@ from medseg.data.datasets import build_dataset
 from medseg.data.decathlon import Case, Datalist, read_datalist
 from medseg.data.splits import Split, assign_cases, load_split, make_split, save_split
 from medseg.data.synth.dataset import SynthPatchDataset
-from medseg.data.synth.source import load_synth_source
+from medseg.data.synth.source import source_for_contrast
 from medseg.data.synth.validation import write_validation_volumes
 from medseg.errors import ConfigError
 from medseg.networks import NetworkGeometry
@@ -153,7 +153,9 @@ def _synth_training_set(config: ExperimentConfig, patch_size: tuple[int, ...]) -
     if config.network.in_channels != 1:
         raise ConfigError("data.synth: synthesises one channel; set network.in_channels=1")
     sampler = build_sampler(config, patch_size)
-    load_synth_source()  # once, here: forked loader workers share it instead of rebuilding it each epoch
+    # Once, here: forked loader workers share the sources instead of rebuilding them each epoch.
+    for contrast in ("template", "t1"):
+        source_for_contrast(contrast, config.data.synth.gm_wm_boundary)
     dataset = SynthPatchDataset(config.data.synth, _synth_spacing(config), Compose(normalisation_steps(config)),
                                 sampler, config.seed)
     return dataset, Compose([sampler])

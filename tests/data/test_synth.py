@@ -14,7 +14,7 @@ from medseg.data.synth.dataset import SynthPatchDataset
 from medseg.data.synth.generator import sample_source, synthesize, template_coordinates
 from medseg.data.synth.head import GENERATION_LABELS, LABEL, MIXED_TISSUES, head_labels
 from medseg.data.synth.params import draw_params
-from medseg.data.synth.source import SOURCE_CHANNELS, load_synth_source
+from medseg.data.synth.source import SOURCE_CHANNELS, load_synth_source, move_gm_wm_boundary, source_for_contrast
 from medseg.transforms import ScaleToPercentiled
 
 # A coarse grid keeps each volume well under a second: 4 mm voxels over a whole head.
@@ -200,3 +200,45 @@ def test_the_face_puts_mucosa_a_few_mm_under_the_frontal_lobes(source) -> None:
         close = torch.isin(labels[under_frontal], mixed).float().mean()
         with_mucosa += int(close > 0.02)
     assert with_mucosa >= 4, with_mucosa  # the cavities are drawn in 85 % of heads
+
+
+def test_moving_the_gm_wm_boundary_reshares_tissue_and_keeps_its_sum() -> None:
+    share = np.array([0.0, 0.2, 0.35, 0.5, 0.8, 1.0], dtype=np.float32)
+    tissue = np.array([1.0, 0.9, 1.0, 0.6, 1.0, 0.3], dtype=np.float32)
+    gm, wm = tissue * (1 - share), tissue * share
+    moved_gm, moved_wm = move_gm_wm_boundary(gm, wm, 0.35)
+    np.testing.assert_allclose(moved_gm + moved_wm, tissue, rtol=1e-6)
+    np.testing.assert_allclose(moved_wm / tissue, [0.0, 0.2 / 0.7, 0.5, 0.5 + 0.15 / 1.3, 0.5 + 0.45 / 1.3, 1.0],
+                               rtol=1e-6)
+    same_gm, same_wm = move_gm_wm_boundary(gm, wm, 0.5)
+    assert same_gm is gm and same_wm is wm
+
+
+def test_boundary_outside_its_range_is_a_config_error() -> None:
+    for bad in (0.0, 0.99, 1.5):
+        with pytest.raises(ValueError, match="gm_wm_boundary"):
+            SynthConfig(gm_wm_boundary=bad)
+
+
+def test_thinner_gray_matter_moves_image_and_labels_together(source) -> None:
+    thin = source_for_contrast("t1", 0.35)
+    assert source_for_contrast("template", 0.35) is source  # the template T1's own boundary stays
+    params = draw_params(SynthConfig(), (11, 3), contrast="t1", whole_head=False, **CLEAN)
+    volumes = {}
+    for name, from_source in (("template", source), ("thin", thin)):
+        image, labels, _ = synthesize(from_source, params, SHAPE, SPACING)
+        volumes[name] = image[0].numpy(), labels.numpy()
+    counts = {name: np.bincount(labels.ravel(), minlength=4) for name, (_, labels) in volumes.items()}
+    assert counts["template"][2] / counts["template"][3] > 1.5 > 1.35 > counts["thin"][2] / counts["thin"][3]
+    assert counts["thin"][1:].sum() == counts["template"][1:].sum()  # the brain itself is unchanged
+
+    thin_image, thin_labels = volumes["thin"]
+    thick_image, thick_labels = volumes["template"]
+    changed = (thick_labels == 2) & (thin_labels == 3)
+    assert changed.sum() > 0.1 * (thick_labels == 2).sum()
+    # The voxels that became white matter became brighter (T1: WM above GM), the same seed drawing the
+    # same intensities: the image followed the labels. Elsewhere in the brain little changed.
+    gap = float(thick_image[thick_labels == 3].mean() - thick_image[thick_labels == 2].mean())
+    assert float((thin_image - thick_image)[changed].mean()) > 0.05 * gap
+    kept_wm = (thick_labels == 3) & (thin_labels == 3)
+    assert abs(float((thin_image - thick_image)[kept_wm].mean())) < 0.5 * float((thin_image - thick_image)[changed].mean())

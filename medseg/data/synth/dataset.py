@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from medseg.config import SynthConfig
 from medseg.data.synth.generator import synthesize
 from medseg.data.synth.params import draw_params
-from medseg.data.synth.source import load_synth_source
+from medseg.data.synth.source import source_for_contrast
 
 IMAGE, LABEL = "image", "label"
 
@@ -65,7 +65,8 @@ class SynthPatchDataset(Dataset):
     def __getitem__(self, index: int) -> list[dict[str, Any]]:
         seed = (self.seed, self.epoch, int(index))
         params = draw_params(self.synth, seed)
-        image, labels, affine = synthesize(load_synth_source(), params, self.synth.grid_shape, self.spacing)
+        source = source_for_contrast(params.contrast, self.synth.gm_wm_boundary)
+        image, labels, affine = synthesize(source, params, self.synth.grid_shape, self.spacing)
         item = self.normalise(volume_item(image, labels, affine))
         self.sampler.set_random_state(seed=params.seed)
         patches = self.sampler(item)

@@ -43,9 +43,39 @@ class SynthSource:
         return tuple(int(n) for n in self.channels.shape[1:])  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=1)
-def load_synth_source() -> SynthSource:
-    """Build (once per process) the padded 1 mm source from the template in nilearn's wheel."""
+def move_gm_wm_boundary(gm: np.ndarray, wm: np.ndarray, boundary: float) -> tuple[np.ndarray, np.ndarray]:
+    """Re-share each voxel's tissue (GM + WM) so that a white-matter share of ``boundary`` becomes 0.5.
+
+    The share f = WM / (GM + WM) is mapped piecewise linearly (0 -> 0, ``boundary`` -> 0.5, 1 -> 1),
+    so the argmax boundary moves to the template's ``boundary`` iso-surface while the partial-volume
+    band keeps its width and GM + WM is unchanged. ``boundary`` 0.5 returns the maps as they are.
+
+    Args:
+        gm, wm: (I, J, K) probabilities, GM + WM <= 1.
+        boundary: the white-matter share that becomes the new boundary, in (0, 1).
+    Returns:
+        (gm, wm) of the same shape.
+    """
+    if boundary == 0.5:
+        return gm, wm
+    tissue = gm + wm
+    share = np.divide(wm, tissue, out=np.zeros_like(wm), where=tissue > 0)
+    moved = np.where(share < boundary, share * (0.5 / boundary),
+                     0.5 + (share - boundary) * (0.5 / (1.0 - boundary))).astype(wm.dtype)
+    return tissue * (1.0 - moved), tissue * moved
+
+
+def load_synth_source(gm_wm_boundary: float = 0.5) -> SynthSource:
+    """The padded 1 mm source from the template in nilearn's wheel, built once per process and boundary.
+
+    Args:
+        gm_wm_boundary: see ``move_gm_wm_boundary`` (``SynthConfig.gm_wm_boundary``).
+    """
+    return _build_synth_source(float(gm_wm_boundary))
+
+
+@functools.lru_cache(maxsize=2)
+def _build_synth_source(gm_wm_boundary: float) -> SynthSource:
     import nibabel  # local: keep `import medseg.data` light
     from scipy import ndimage
 
@@ -61,6 +91,7 @@ def load_synth_source() -> SynthSource:
     over = total > 1.0
     gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * mask
+    gm, wm = move_gm_wm_boundary(gm, wm, gm_wm_boundary)
 
     pad = PADDING
     padded_mask = np.pad(mask, pad)
@@ -75,3 +106,13 @@ def load_synth_source() -> SynthSource:
         origin_mm=tuple(float(v) for v in origin),
         brain_centre_mm=tuple(float(v) for v in centre),
     )
+
+
+def source_for_contrast(contrast: str, gm_wm_boundary: float) -> SynthSource:
+    """The source one volume is drawn from: ``"template"`` volumes keep the template's own boundary (0.5).
+
+    Their image is the template T1 itself, whose intensities put the gray/white boundary at a
+    white-matter share of 0.5, so their labels must too; every other contrast is drawn from the
+    tissue maps, image and labels alike, and takes ``gm_wm_boundary``.
+    """
+    return load_synth_source(0.5 if contrast == "template" else gm_wm_boundary)

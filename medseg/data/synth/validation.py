@@ -15,7 +15,7 @@ import numpy as np
 from medseg.config import SynthConfig
 from medseg.data.synth.generator import synthesize
 from medseg.data.synth.params import draw_params
-from medseg.data.synth.source import load_synth_source
+from medseg.data.synth.source import source_for_contrast
 
 # (name, forced parameters); cycled when more volumes are asked for.
 VALIDATION_KINDS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -55,7 +55,8 @@ def write_validation_volumes(synth: SynthConfig, spacing: tuple[float, ...], fol
         image_path, label_path = folder / "imagesTr" / f"{name}.nii.gz", folder / "labelsTr" / f"{name}.nii.gz"
         if not (image_path.is_file() and label_path.is_file()):
             params = draw_params(synth, (VALIDATION_SEED, index), **forced)
-            image, labels, affine = synthesize(load_synth_source(), params, synth.grid_shape, spacing)
+            source = source_for_contrast(params.contrast, synth.gm_wm_boundary)
+            image, labels, affine = synthesize(source, params, synth.grid_shape, spacing)
             for array, path, dtype in ((image[0].numpy(), image_path, np.float32),
                                        (labels.numpy(), label_path, np.uint8)):
                 with atomic_path(path) as temporary:
