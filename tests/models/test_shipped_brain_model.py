@@ -31,23 +31,24 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "brain-tissue-unet"
 # A move in world space must move every mask exactly with the anatomy. Through an oblique anisotropic
 # resampling (1.2 x 0.9 x 1.7 mm, rotated 9/-6/12 degrees) the centroids move by what the acquisition grid
-# changes. Measured with the card's prior weight 0.7 (2026-12-04): CSF 1.19 mm, GM 0.51 mm, WM 0.51 mm; with
-# weight 1: 4.06, 0.25 and 2.17 mm (the scan's own intensities place CSF and WM more consistently, GM a
-# little less). Bars just above, so that this gets no worse.
+# changes. Measured (2026-12-04, the model trained with single-subject gray-matter thickness, prior weight 1): CSF
+# 1.96 mm, GM 0.38 mm, WM 0.55 mm; the previous model with prior weight 0.7: 1.19, 0.51, 0.51 mm, with weight 1:
+# 4.06, 0.25 and 2.17 mm. Bars just above, so that this gets no worse.
 WORLD_MOVE_BOUND_MM = 1e-3
-OBLIQUE_BOUND_MM = {1: 1.5, 2: 0.6, 3: 0.75}
+OBLIQUE_BOUND_MM = {1: 2.3, 2: 0.5, 3: 0.7}
 
 # Bars just under the shipped model's values (docs/model-comparison/brain-tissue-unet/checks.md, 2026-12-04, the
-# card's 10 mm foreground opening and intensity refinement with the class-conditional bias field and the network
-# prior weighted 0.7): robex brain 0.954, 67 mL outside, GM 0.870, WM 0.888; itk brain 0.960, 63 mL, GM 0.861,
-# WM 0.874 (prior weight 1: GM/WM 0.850/0.868 and 0.829/0.834; before the bias field 0.815/0.835, 0.824/0.824).
+# UNet trained with single-subject gray-matter thickness, card: 10 mm foreground opening, intensity refinement with the
+# class-conditional bias field, prior weight 1): robex brain 0.944, 100 mL outside, GM 0.852, WM 0.887; itk brain
+# 0.954, 112 mL, GM 0.826, WM 0.858. The previous model (template-thick gray matter, prior weight 0.7) kept less outside
+# the brain (67 / 63 mL, brain 0.954 / 0.960) with GM/WM 0.870/0.888 and 0.861/0.874.
 WHOLE_HEAD = {  # name: (brain Dice, mL outside the brain mask at most, GM Dice, WM Dice)
-    "robex-t1": (0.945, 80.0, 0.85, 0.865),
-    "itk-kmeans-t1": (0.95, 75.0, 0.84, 0.85),
+    "robex-t1": (0.935, 115.0, 0.835, 0.87),
+    "itk-kmeans-t1": (0.945, 125.0, 0.81, 0.84),
 }
-# Measured: robex 0.55 / 0.82 / 0.83; itk 0.57 / 0.81 / 0.85 (prior weight 1: 0.53 / 0.82 / 0.81; 0.50 / 0.80 / 0.83).
-STRIPPED_MOVED = {"robex-t1": (0.52, 0.80, 0.805), "itk-kmeans-t1": (0.54, 0.79, 0.82)}  # CSF, GM, WM Dice
-THICK_AXIAL = {"robex-t1": (0.49, 0.785, 0.79)}  # CSF, GM, WM Dice on 5 mm axial slices; measured 0.51 / 0.81 / 0.81
+# Measured: robex 0.61 / 0.85 / 0.85; itk 0.54 / 0.82 / 0.85 (previous model: 0.55 / 0.82 / 0.83; 0.57 / 0.81 / 0.85).
+STRIPPED_MOVED = {"robex-t1": (0.58, 0.83, 0.83), "itk-kmeans-t1": (0.51, 0.80, 0.835)}  # CSF, GM, WM Dice
+THICK_AXIAL = {"robex-t1": (0.535, 0.81, 0.81)}  # CSF, GM, WM Dice on 5 mm axial slices; measured 0.56 / 0.83 / 0.83
 
 
 @pytest.fixture(scope="module")
