@@ -1,11 +1,11 @@
-"""A shown viewer renders the bundled brain sample with contours, in the reading-room layout.
+"""A shown viewer renders the shipped brain model's contours on the bundled sample, in the reading-room layout.
 
 The layout is `medseg view`'s (``set_up_reading_room``): the axial main canvas, the coronal and
 sagittal views below it, the Review/Segment, Edit and Window docks. The picture goes to a
 temporary folder; `pytest --update-docs` writes it to docs/napari-review.png.
 
-No trained model is bundled yet, so the overlay is the sample's ground-truth tissue labels shown
-through the Segment dock exactly as a prediction is (contours, class table).
+The overlay is models/brain-tissue-unet's prediction for the sample subject (with its uncertainty map, class
+volumes and QC flags), shown through the Segment dock exactly as its Segment button shows it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pytest
 from medseg_napari._layers import add_layer, class_colors, image_layers
 from medseg_napari.viewer_setup import set_up_reading_room
 
-from medseg.io import read_labels, read_scan
+from medseg.inference import Predictor
+from medseg.io import read_scan
 from medseg.review.sample import sample_subject
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 
 
 @pytest.mark.gui
@@ -30,13 +32,17 @@ def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_pa
         pytest.skip("QT_QPA_PLATFORM=offscreen renders no canvas; run under Xvfb (pytest-xvfb)")
     subject = sample_subject(request.config.cache.mkdir("medseg-sample"))  # ~10 s once, then cached
     volume = read_scan(subject.image)
-    truth = read_labels(subject.labels, reference=volume)
+    model = ROOT / "models" / "brain-tissue-unet"
+    prediction = Predictor.from_model(model).predict(volume)
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1700, 1050)  # room for the docks and the side views in the picture
     room = set_up_reading_room(viewer)
     add_layer(viewer, image_layers(volume, name="scan")[0])
     widget = room.review.segment
-    result = widget.show(volume, truth.array, class_names=subject.class_names)
+    widget.add_model(model)  # the picture names the model whose contours it shows
+    assert widget.model_combo.currentText() == "brain-tissue-unet"
+    result = widget.show(volume, prediction.labels.array, class_names=subject.class_names,
+                         uncertainty=prediction.uncertainty, qc_flags=prediction.qc_flags)
     room.edit.attach(result.labels)
     room.window.for_case("MR")
     widget.jump_to_row(2)  # white matter's largest axial slice
