@@ -153,9 +153,11 @@ def _synth_training_set(config: ExperimentConfig, patch_size: tuple[int, ...]) -
     if config.network.in_channels != 1:
         raise ConfigError("data.synth: synthesises one channel; set network.in_channels=1")
     sampler = build_sampler(config, patch_size)
-    # Once, here: forked loader workers share the sources instead of rebuilding them each epoch.
-    for contrast in ("template", "t1"):
-        source_for_contrast(contrast, config.data.synth.gm_wm_boundary)
+    # Once, here: forked loader workers share the sources instead of rebuilding them each epoch (the
+    # template-contrast source only when such volumes are drawn; it is the same one at boundary 0.5).
+    synth = config.data.synth
+    for contrast in ("t1", "template") if synth.template_prob > 0 else ("t1",):
+        source_for_contrast(contrast, synth.gm_wm_boundary)
     dataset = SynthPatchDataset(config.data.synth, _synth_spacing(config), Compose(normalisation_steps(config)),
                                 sampler, config.seed)
     return dataset, Compose([sampler])

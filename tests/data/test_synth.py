@@ -9,12 +9,13 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from medseg.config import SynthConfig
+from medseg.config import SynthConfig, load_config
 from medseg.data.synth.dataset import SynthPatchDataset
 from medseg.data.synth.generator import sample_source, synthesize, template_coordinates
 from medseg.data.synth.head import GENERATION_LABELS, LABEL, MIXED_TISSUES, head_labels
 from medseg.data.synth.params import draw_params
 from medseg.data.synth.source import SOURCE_CHANNELS, load_synth_source, move_gm_wm_boundary, source_for_contrast
+from medseg.errors import ConfigError
 from medseg.transforms import ScaleToPercentiled
 
 # A coarse grid keeps each volume well under a second: 4 mm voxels over a whole head.
@@ -216,8 +217,9 @@ def test_moving_the_gm_wm_boundary_reshares_tissue_and_keeps_its_sum() -> None:
 
 def test_boundary_outside_its_range_is_a_config_error() -> None:
     for bad in (0.0, 0.99, 1.5):
-        with pytest.raises(ValueError, match="gm_wm_boundary"):
-            SynthConfig(gm_wm_boundary=bad)
+        with pytest.raises(ConfigError, match="gm_wm_boundary"):
+            load_config(SynthConfig, {"gm_wm_boundary": bad}, "data.synth")
+    assert load_config(SynthConfig, {"gm_wm_boundary": 0.35}, "data.synth").gm_wm_boundary == 0.35
 
 
 def test_thinner_gray_matter_moves_image_and_labels_together(source) -> None:
