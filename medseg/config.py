@@ -55,6 +55,13 @@ class SynthConfig:
             the gray/white boundary, in image and labels alike; 0.5 is the template's own argmax. The
             template averages 152 brains, so its gray matter is thicker than one subject's (GM/WM volume
             1.72 at 0.5; 1.24 at 0.35, where single adult brains lie, about 1.1-1.4).
+        rim_csf_tied_prob: share of volumes whose CSF outside the brain mask (the rim under the skull, and
+            the margin a skull-stripping tool leaves) takes the sulcal CSF's intensity (times 0.85-1.15), as
+            in a real head, where both are CSF: the brain's outline must then be found from anatomy, not from
+            an intensity step. 0 draws the rim's intensity independently (the earlier stream, bit for bit).
+        dura_prob: share of whole heads with a dura layer on the inner surface of the skull (at the outer
+            edge of the CSF rim), its own intensity (T1: between CSF and gray matter); background.
+        dura_mm: (low, high) thickness of that layer, mm.
     """
 
     enabled: bool = False
@@ -75,10 +82,18 @@ class SynthConfig:
     flip: bool = True
     validation_volumes: int = 8
     gm_wm_boundary: float = 0.5
+    rim_csf_tied_prob: float = 0.0
+    dura_prob: float = 0.0
+    dura_mm: tuple[float, float] = (0.5, 1.5)
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.gm_wm_boundary <= 0.95:
             raise ValueError(f"gm_wm_boundary must lie in [0.05, 0.95], got {self.gm_wm_boundary}")
+        for name in ("rim_csf_tied_prob", "dura_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if len(self.dura_mm) != 2 or not 0.0 < self.dura_mm[0] <= self.dura_mm[1] <= 5.0:
+            raise ValueError(f"dura_mm must be (low, high) with 0 < low <= high <= 5, got {self.dura_mm}")
 
 
 @dataclass(frozen=True)

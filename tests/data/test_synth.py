@@ -244,3 +244,76 @@ def test_thinner_gray_matter_moves_image_and_labels_together(source) -> None:
     assert float((thin_image - thick_image)[changed].mean()) > 0.05 * gap
     kept_wm = (thick_labels == 3) & (thin_labels == 3)
     assert abs(float((thin_image - thick_image)[kept_wm].mean())) < 0.5 * float((thin_image - thick_image)[changed].mean())
+
+
+def test_rim_and_dura_settings_are_validated() -> None:
+    for bad in ({"rim_csf_tied_prob": 1.5}, {"dura_prob": -0.1}, {"dura_mm": [2.0, 1.0]}, {"dura_mm": [0.0, 1.0]}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            load_config(SynthConfig, bad, "data.synth")
+    config = load_config(SynthConfig, {"rim_csf_tied_prob": 0.7, "dura_prob": 0.7, "dura_mm": [0.5, 1.5]}, "data.synth")
+    assert config.dura_mm == (0.5, 1.5)
+
+
+def test_rim_and_dura_draws_leave_every_earlier_draw_alone() -> None:
+    """Their own generator: a stream without them is the earlier stream; with them, only the new fields change."""
+    plain = draw_params(SynthConfig(), (11, 5))
+    assert plain.rim_csf_ratio == 0.0 and plain.dura_mm == 0.0
+    always = draw_params(SynthConfig(rim_csf_tied_prob=1.0, dura_prob=1.0, dura_mm=(0.5, 1.5)), (11, 5))
+    assert 0.85 <= always.rim_csf_ratio <= 1.15 and 0.5 <= always.dura_mm <= 1.5
+    assert dataclasses.replace(always, rim_csf_ratio=0.0, dura_mm=0.0) == plain
+    shares = [draw_params(SynthConfig(rim_csf_tied_prob=0.7, dura_prob=0.3), (11, seed)) for seed in range(200)]
+    assert 0.6 < np.mean([p.rim_csf_ratio > 0 for p in shares]) < 0.8
+    assert 0.2 < np.mean([p.dura_mm > 0 for p in shares]) < 0.4
+
+    from medseg.data.synth.contrast import draw_intensities
+
+    for contrast in ("t1", "random"):
+        early, _ = draw_intensities(contrast, np.random.default_rng(3))
+        late, _ = draw_intensities(contrast, np.random.default_rng(3), np.random.default_rng(4))
+        dura = LABEL["dura"]
+        assert np.array_equal(np.delete(early, dura), np.delete(late, dura))  # only the dura's own value differs
+        assert early[dura] == early[LABEL["csf_rim"]] and late[dura] != early[dura]
+
+
+def test_a_tied_rim_takes_the_sulcal_csf_intensity(source) -> None:
+    """The CSF a skull-stripping tool leaves (the rim) follows the sulcal CSF's mean times the ratio."""
+    from scipy import ndimage
+
+    from medseg.data.synth.contrast import draw_intensities
+    from medseg.data.synth.generator import tie_rim_to_csf
+
+    means, stds = draw_intensities("t1", np.random.default_rng(0))
+    tie_rim_to_csf(means, stds, 1.1)
+    assert means[LABEL["csf_rim"]] == pytest.approx(1.1 * means[LABEL["csf_sulcal"]])
+    assert stds[LABEL["csf_rim"]] == stds[LABEL["csf_sulcal"]]
+
+    rim_medians = {}
+    for ratio in (0.85, 1.15):
+        params = draw_params(SynthConfig(), (11, 3), contrast="t1", whole_head=False, strip_margin_mm=3.0,
+                             rim_csf_ratio=ratio, **CLEAN)
+        image, labels, _ = synthesize(source, params, (112, 128, 112), (2.0, 2.0, 2.0))
+        image, labels = image[0].numpy(), labels.numpy()
+        rim = (ndimage.distance_transform_edt(labels == 0) >= 1) & (image > 0)
+        rim_medians[ratio] = float(np.median(image[rim]))
+    # Partial volume with the brain's edge dilutes the ratio (1.17 measured for 1.35); untied, 1.0.
+    assert rim_medians[1.15] / rim_medians[0.85] > 1.1, rim_medians
+
+
+def test_dura_lines_the_skull_as_background(source) -> None:
+    """The dura takes the rim's outer part (against the bone), nothing else; the tissue labels never change."""
+    params = draw_params(SynthConfig(), (11, 0), rotation=(0.0, 0.0, 0.0), elastic_mm=0.0, flip=False)
+    coords = template_coordinates(source, params, SHAPE, SPACING, torch.Generator().manual_seed(0))
+    dist_out = sample_source(source, coords)[4]
+    plain = head_labels(dist_out, coords, np.random.default_rng(1), torch.Generator().manual_seed(1))
+    lined = head_labels(dist_out, coords, np.random.default_rng(1), torch.Generator().manual_seed(1), dura_mm=1.5)
+    dura = lined == LABEL["dura"]
+    assert int(dura.sum()) > 0 and not (plain == LABEL["dura"]).any()
+    assert (plain[dura] == LABEL["csf_rim"]).all()  # taken from the rim only
+    assert torch.equal(lined[~dura], plain[~dura])
+    # Against the skull: deeper (further from the brain) than the rim that is left, on average.
+    rim_left = lined == LABEL["csf_rim"]
+    assert float(dist_out[dura].mean()) > float(dist_out[rim_left & (dist_out <= 6.0)].mean())
+
+    head, head_tissue, _, _ = _volume(source, 6, contrast="t1", whole_head=True, **CLEAN)
+    with_dura, dura_tissue, _, _ = _volume(source, 6, contrast="t1", whole_head=True, dura_mm=1.5, **CLEAN)
+    assert np.array_equal(head_tissue, dura_tissue) and not np.array_equal(head, with_dura)

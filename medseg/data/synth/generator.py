@@ -4,8 +4,9 @@ Steps (SynthSeg, Billot et al. 2023, adapted to a CPU budget by working on the n
 rather than at 1 mm): sample the 1 mm source through a random rotation, zoom, shift, flip and
 smooth elastic displacement (bilinear, so tissue probabilities keep their partial volume);
 tissue labels are the argmax of the sampled probabilities inside the brain; draw a head
-around the brain (or strip it); give every generation label a random mean and spread and
-mix them by partial volume; then the scanner: bias field, thick slices (blur, down-sample,
+around the brain (or strip it), optionally with a dura layer against the skull; give every
+generation label a random mean and spread (optionally the CSF outside the brain the same as the
+sulcal CSF, as in a real head) and mix them by partial volume; then the scanner: bias field, thick slices (blur, down-sample,
 back to the grid), PSF blur, gamma and Rician noise. Only the voxel-level randomness uses
 the torch generator; every choice above it comes from ``SynthParams``.
 """
@@ -90,6 +91,21 @@ def _mix_brain(sampled: torch.Tensor, values: np.ndarray, rng: np.random.Generat
     return csf * csf_value + gm * gm_value + wm * float(values[LABEL["wm"]])
 
 
+def tie_rim_to_csf(means: np.ndarray, stds: np.ndarray, ratio: float, csf_level: float | None = None) -> None:
+    """In place: the CSF rim's mean becomes ``ratio`` times the sulcal CSF's, its spread the same.
+
+    Args:
+        means, stds: (len(GENERATION_LABELS),) per-label intensity models (``draw_intensities``).
+        ratio: rim mean over CSF mean.
+        csf_level: the CSF's mean where the brain does not take it from ``means`` (the template T1's own
+            CSF); None = the sulcal CSF label's.
+    """
+    csf = LABEL["csf_sulcal"]
+    means[LABEL["csf_rim"]] = ratio * (means[csf] if csf_level is None else csf_level)
+    if csf_level is None:
+        stds[LABEL["csf_rim"]] = stds[csf]
+
+
 def _thick_slices(image: torch.Tensor, axis: int, factor: float) -> torch.Tensor:
     """Simulate slices ``factor`` grid voxels apart along ``axis``: slice-profile blur, sample, interpolate back."""
     sigmas = [0.0, 0.0, 0.0]
@@ -126,19 +142,28 @@ def synthesize(
     brain = sampled[:3].sum(dim=0).clamp(0.0, 1.0)
     dist_out = sampled[4]
 
-    means, stds = draw_intensities(params.contrast, rng)
+    late = np.random.default_rng((params.seed, 1)) if params.dura_mm > 0 else None
+    means, stds = draw_intensities(params.contrast, rng, late)
     if params.whole_head:
-        outside = head_labels(dist_out, coords, rng, generator)
+        outside = head_labels(dist_out, coords, rng, generator, params.dura_mm)
     else:
         outside = torch.where(dist_out <= params.strip_margin_mm, LABEL["csf_rim"], LABEL["air"])
-    outside_mean = torch.from_numpy(means)[outside]
-    outside_std = torch.from_numpy(stds)[outside]
     if params.contrast == "template":
-        brain_value = sampled[3] * float(rng.uniform(0.8, 1.0))
+        brightness = float(rng.uniform(0.8, 1.0))
+        brain_value = sampled[3] * brightness
         brain_std = brain * float(rng.uniform(0.0, 0.03))
+        if params.rim_csf_ratio > 0:
+            # The template T1's own CSF: its median where the CSF map is near 1.
+            csf = sampled[3][sampled[0] > 0.9]
+            level = float(csf.median()) * brightness if csf.numel() else None
+            tie_rim_to_csf(means, stds, params.rim_csf_ratio, level)
     else:
+        if params.rim_csf_ratio > 0:
+            tie_rim_to_csf(means, stds, params.rim_csf_ratio)
         brain_value = _mix_brain(sampled, means, rng)
         brain_std = _mix_brain(sampled, stds, rng)
+    outside_mean = torch.from_numpy(means)[outside]
+    outside_std = torch.from_numpy(stds)[outside]
     image = brain_value + (1.0 - brain) * outside_mean
     spread = brain_std + (1.0 - brain) * outside_std
     texture = gaussian_blur(torch.randn((1, *image.shape), generator=generator), [0.6, 0.6, 0.6])[0]

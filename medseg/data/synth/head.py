@@ -19,8 +19,11 @@ from medseg.data.synth.fields import smooth_field
 GENERATION_LABELS = (
     "air", "csf_sulcal", "csf_ventricle", "gm_cortex", "gm_deep", "wm",
     "csf_rim", "bone", "marrow", "muscle", "fat", "eye", "soft_tissue",
-    "tissue_a", "tissue_b", "tissue_c", "tissue_d",
+    "tissue_a", "tissue_b", "tissue_c", "tissue_d", "dura",
 )
+# Labels whose intensities are drawn after all the others, from their own generator, so that
+# streams that never use them keep every earlier draw (``draw_intensities``).
+LATE_LABELS = ("dura",)
 # Soft tissue of the neck, face and scalp split into random patches of these labels, whose intensities
 # span the brain's: a real head holds muscle, glands, tongue and vessels that look like gray or white
 # matter, and the network must learn that such texture outside the skull is background.
@@ -115,7 +118,8 @@ def _face_cavities(
 
 
 def head_labels(
-    dist_out: torch.Tensor, coords: torch.Tensor, rng: np.random.Generator, generator: torch.Generator
+    dist_out: torch.Tensor, coords: torch.Tensor, rng: np.random.Generator, generator: torch.Generator,
+    dura_mm: float = 0.0,
 ) -> torch.Tensor:
     """Generation labels of the head outside the brain (0 air where nothing is drawn).
 
@@ -124,6 +128,8 @@ def head_labels(
         coords: (3, I, J, K) template RAS mm of each output voxel.
         rng: draws the head's shape parameters.
         generator: draws the smooth thickness fields.
+        dura_mm: thickness of a dura layer taking the outer part of the CSF rim, against the skull
+            (all of the rim where the rim is thinner); 0 = none.
 
     Returns:
         (I, J, K) int64 indices into ``GENERATION_LABELS`` (brain voxels get ``csf_rim`` or
@@ -142,6 +148,8 @@ def head_labels(
     scalp_out = skull_out + scalp
     middle = (dist_out - skull_in) / skull
     labels[(dist_out > 0) & (dist_out <= rim)] = LABEL["csf_rim"]
+    if dura_mm > 0:
+        labels[(dist_out > 0) & (dist_out > rim - dura_mm) & (dist_out <= rim)] = LABEL["dura"]
     labels[(dist_out > skull_in) & (dist_out <= skull_out)] = LABEL["bone"]
     labels[(middle > 0.5 - diploe / 2) & (middle < 0.5 + diploe / 2)] = LABEL["marrow"]
     labels[(dist_out > skull_out) & (dist_out <= skull_out + scalp * (1 - fat_share))] = LABEL["muscle"]
