@@ -62,6 +62,9 @@ class SynthConfig:
         dura_prob: share of whole heads with a dura layer on the inner surface of the skull (at the outer
             edge of the CSF rim), its own intensity (T1: between CSF and gray matter); background.
         dura_mm: (low, high) thickness of that layer, mm.
+        temporalis_prob: share of whole heads with a temporalis muscle over each temporal lobe (gray on T1,
+            under a thinner temporal bone), as real heads have; background.
+        temporalis_mm: (low, high) of the muscle's greatest thickness, mm.
     """
 
     enabled: bool = False
@@ -85,15 +88,19 @@ class SynthConfig:
     rim_csf_tied_prob: float = 0.0
     dura_prob: float = 0.0
     dura_mm: tuple[float, float] = (0.5, 1.5)
+    temporalis_prob: float = 0.0
+    temporalis_mm: tuple[float, float] = (8.0, 18.0)
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.gm_wm_boundary <= 0.95:
             raise ValueError(f"gm_wm_boundary must lie in [0.05, 0.95], got {self.gm_wm_boundary}")
-        for name in ("rim_csf_tied_prob", "dura_prob"):
+        for name in ("rim_csf_tied_prob", "dura_prob", "temporalis_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if len(self.dura_mm) != 2 or not 0.0 < self.dura_mm[0] <= self.dura_mm[1] <= 5.0:
             raise ValueError(f"dura_mm must be (low, high) with 0 < low <= high <= 5, got {self.dura_mm}")
+        if len(self.temporalis_mm) != 2 or not 0.0 < self.temporalis_mm[0] <= self.temporalis_mm[1] <= 30.0:
+            raise ValueError(f"temporalis_mm must be (low, high) with 0 < low <= high <= 30, got {self.temporalis_mm}")
 
 
 @dataclass(frozen=True)

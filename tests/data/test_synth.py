@@ -317,3 +317,29 @@ def test_dura_lines_the_skull_as_background(source) -> None:
     head, head_tissue, _, _ = _volume(source, 6, contrast="t1", whole_head=True, **CLEAN)
     with_dura, dura_tissue, _, _ = _volume(source, 6, contrast="t1", whole_head=True, dura_mm=1.5, **CLEAN)
     assert np.array_equal(head_tissue, dura_tissue) and not np.array_equal(head, with_dura)
+
+
+def test_temporalis_thickens_the_muscle_beside_the_temporal_lobes_only(source) -> None:
+    """Gray muscle over each temporal lobe under a thinner bone; the vertex and the rest of the head unchanged."""
+    params = draw_params(SynthConfig(), (11, 0), rotation=(0.0, 0.0, 0.0), elastic_mm=0.0, flip=False,
+                         scale=(1.0, 1.0, 1.0), translation_mm=(0.0, 0.0, 0.0))
+    coords = template_coordinates(source, params, (96, 112, 96), (2.0, 2.0, 2.0), torch.Generator().manual_seed(0))
+    dist_out = sample_source(source, coords)[4]
+    plain = head_labels(dist_out, coords, np.random.default_rng(1), torch.Generator().manual_seed(1))
+    with_muscle = head_labels(dist_out, coords, np.random.default_rng(1), torch.Generator().manual_seed(1),
+                              temporalis_mm=15.0, late=np.random.default_rng(2))
+    x, y, z = coords
+    temporal = (x.abs() > 50) & (z > -30) & (z < 15) & (y > -30) & (y < 10) & (dist_out > 0) & (dist_out < 25)
+    vertex = (z > 60) & (dist_out > 0)
+    muscle, bone = LABEL["muscle"], LABEL["bone"]
+    assert int((with_muscle[temporal] == muscle).sum()) > 2 * int((plain[temporal] == muscle).sum())
+    assert int((with_muscle[temporal] == bone).sum()) < int((plain[temporal] == bone).sum())
+    assert torch.equal(with_muscle[vertex], plain[vertex])
+    with pytest.raises(ValueError, match="late"):
+        head_labels(dist_out, coords, np.random.default_rng(1), torch.Generator().manual_seed(1), temporalis_mm=15.0)
+
+    rim_dura = SynthConfig(rim_csf_tied_prob=0.7, dura_prob=0.7)
+    for seed in range(5):  # a later setting's draws leave the earlier settings' draws alone
+        earlier = draw_params(rim_dura, (11, seed))
+        later = draw_params(dataclasses.replace(rim_dura, temporalis_prob=1.0), (11, seed))
+        assert dataclasses.replace(later, temporalis_mm=0.0) == earlier and 8.0 <= later.temporalis_mm <= 18.0

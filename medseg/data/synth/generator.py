@@ -4,7 +4,7 @@ Steps (SynthSeg, Billot et al. 2023, adapted to a CPU budget by working on the n
 rather than at 1 mm): sample the 1 mm source through a random rotation, zoom, shift, flip and
 smooth elastic displacement (bilinear, so tissue probabilities keep their partial volume);
 tissue labels are the argmax of the sampled probabilities inside the brain; draw a head
-around the brain (or strip it), optionally with a dura layer against the skull; give every
+around the brain (or strip it), optionally with a dura layer against the skull and temporalis muscles; give every
 generation label a random mean and spread (optionally the CSF outside the brain the same as the
 sulcal CSF, as in a real head) and mix them by partial volume; then the scanner: bias field, thick slices (blur, down-sample,
 back to the grid), PSF blur, gamma and Rician noise. Only the voxel-level randomness uses
@@ -145,7 +145,8 @@ def synthesize(
     late = np.random.default_rng((params.seed, 1)) if params.dura_mm > 0 else None
     means, stds = draw_intensities(params.contrast, rng, late)
     if params.whole_head:
-        outside = head_labels(dist_out, coords, rng, generator, params.dura_mm)
+        outside = head_labels(dist_out, coords, rng, generator, params.dura_mm, params.temporalis_mm,
+                              np.random.default_rng((params.seed, 3)))
     else:
         outside = torch.where(dist_out <= params.strip_margin_mm, LABEL["csf_rim"], LABEL["air"])
     if params.contrast == "template":

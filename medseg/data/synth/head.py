@@ -117,9 +117,23 @@ def _face_cavities(
     labels[(pharynx <= 1.0) & (coords[2] < centre[2] + 6.0) & (coords[2] > -150.0) & clear] = LABEL["air"]
 
 
+def _temporal_weight(coords: torch.Tensor, late: np.random.Generator) -> torch.Tensor:
+    """(I, J, K) weight in [0, 1] of the temporal fossa on both sides: 1 at its centre, 0 above 50 mm (S).
+
+    Real T1 heads show a temporalis muscle up to 1-2 cm thick, as gray as cortex, right outside a
+    2-3 mm temporal bone next to the temporal lobe: without it the network calls it cortex.
+    """
+    centre_y, centre_z = float(late.uniform(-20.0, 5.0)), float(late.uniform(-15.0, 10.0))
+    radius_y, radius_z = float(late.uniform(35.0, 45.0)), float(late.uniform(30.0, 40.0))
+    x, y, z = coords
+    lateral = torch.sigmoid((x.abs() - 35.0) / 4.0)
+    radius = ((y - centre_y) / radius_y) ** 2 + ((z - centre_z) / radius_z) ** 2
+    return lateral * (1.0 - radius).clamp(min=0.0) ** 2  # smooth, and none beyond the temporal lines
+
+
 def head_labels(
     dist_out: torch.Tensor, coords: torch.Tensor, rng: np.random.Generator, generator: torch.Generator,
-    dura_mm: float = 0.0,
+    dura_mm: float = 0.0, temporalis_mm: float = 0.0, late: np.random.Generator | None = None,
 ) -> torch.Tensor:
     """Generation labels of the head outside the brain (0 air where nothing is drawn).
 
@@ -130,6 +144,10 @@ def head_labels(
         generator: draws the smooth thickness fields.
         dura_mm: thickness of a dura layer taking the outer part of the CSF rim, against the skull
             (all of the rim where the rim is thinner); 0 = none.
+        temporalis_mm: greatest thickness of a temporalis muscle over each temporal lobe, under a
+            thinner skull (``_temporal_weight``); 0 = none.
+        late: draws the temporalis' placement (needed when ``temporalis_mm`` > 0); apart from ``rng``
+            so that heads without it keep every earlier draw.
 
     Returns:
         (I, J, K) int64 indices into ``GENERATION_LABELS`` (brain voxels get ``csf_rim`` or
@@ -143,17 +161,26 @@ def head_labels(
     diploe = float(rng.uniform(0.25, 0.5))
     fat_share = float(rng.uniform(0.3, 0.7))
 
+    muscle_in = None
+    if temporalis_mm > 0:
+        if late is None:
+            raise ValueError("head_labels: a temporalis needs its own generator (late)")
+        weight = _temporal_weight(coords, late)
+        skull = skull * (1.0 - 0.6 * weight)  # the temporal squama is thin
+        muscle_in = temporalis_mm * weight
+
     labels = torch.zeros(shape, dtype=torch.int64)
     skull_in, skull_out = rim, rim + skull
-    scalp_out = skull_out + scalp
+    scalp_in = skull_out if muscle_in is None else skull_out + muscle_in
+    scalp_out = scalp_in + scalp
     middle = (dist_out - skull_in) / skull
     labels[(dist_out > 0) & (dist_out <= rim)] = LABEL["csf_rim"]
     if dura_mm > 0:
         labels[(dist_out > 0) & (dist_out > rim - dura_mm) & (dist_out <= rim)] = LABEL["dura"]
     labels[(dist_out > skull_in) & (dist_out <= skull_out)] = LABEL["bone"]
     labels[(middle > 0.5 - diploe / 2) & (middle < 0.5 + diploe / 2)] = LABEL["marrow"]
-    labels[(dist_out > skull_out) & (dist_out <= skull_out + scalp * (1 - fat_share))] = LABEL["muscle"]
-    labels[(dist_out > skull_out + scalp * (1 - fat_share)) & (dist_out <= scalp_out)] = LABEL["fat"]
+    labels[(dist_out > skull_out) & (dist_out <= scalp_in + scalp * (1 - fat_share))] = LABEL["muscle"]
+    labels[(dist_out > scalp_in + scalp * (1 - fat_share)) & (dist_out <= scalp_out)] = LABEL["fat"]
     outside = dist_out > 2.0
 
     # Neck below the brain: an elliptic cylinder of soft tissue with a fat ring and a spine.

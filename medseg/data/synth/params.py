@@ -39,6 +39,7 @@ class SynthParams:
         flip: mirror left and right.
         rim_csf_ratio: the CSF rim's mean intensity over the sulcal CSF's; 0 = drawn independently.
         dura_mm: thickness of the dura layer at the inner surface of the skull (whole heads); 0 = none.
+        temporalis_mm: greatest thickness of the temporalis muscles (whole heads); 0 = none.
     """
 
     seed: int
@@ -58,6 +59,7 @@ class SynthParams:
     flip: bool
     rim_csf_ratio: float = 0.0
     dura_mm: float = 0.0
+    temporalis_mm: float = 0.0
 
 
 def draw_params(config: SynthConfig, seed: int | tuple[int, ...], **forced: Any) -> SynthParams:
@@ -94,12 +96,16 @@ def draw_params(config: SynthConfig, seed: int | tuple[int, ...], **forced: Any)
         noise_std=float(rng.uniform(*config.noise_std)),
         flip=bool(config.flip and rng.random() < 0.5),
     )
-    if config.rim_csf_tied_prob > 0 or config.dura_prob > 0:
-        # Their own generator, after every earlier draw: streams without them stay bit for bit as they were.
+    if config.rim_csf_tied_prob > 0 or config.dura_prob > 0 or config.temporalis_prob > 0:
+        # Their own generator, after every earlier draw: streams without them stay bit for bit as they were
+        # (and each later setting's draws come after the earlier settings').
         late = np.random.default_rng((params.seed, 2))
         tied = late.random() < config.rim_csf_tied_prob
         ratio = float(late.uniform(0.85, 1.15))
         dura = late.random() < config.dura_prob
         thickness = float(late.uniform(*config.dura_mm))
-        params = replace(params, rim_csf_ratio=ratio if tied else 0.0, dura_mm=thickness if dura else 0.0)
+        temporalis = late.random() < config.temporalis_prob
+        muscle = float(late.uniform(*config.temporalis_mm))
+        params = replace(params, rim_csf_ratio=ratio if tied else 0.0, dura_mm=thickness if dura else 0.0,
+                         temporalis_mm=muscle if temporalis else 0.0)
     return replace(params, **forced) if forced else params
