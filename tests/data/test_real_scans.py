@@ -86,3 +86,30 @@ def test_load_real_checks_gives_arrays_on_the_scan_grid(built: Path) -> None:
         assert np.array_equal(check["reference"] > 0, check["mask"])
         assert 1000 <= check["mask_volume_ml"] <= 1800
         assert set(check["fractions"]) == {"csf", "gray_matter", "white_matter"}
+
+
+def test_the_robex_mask_gains_its_vertex_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROBEX's shipped mask misses the dim top of the brain; the repository's supplement adds it there only."""
+    import dataclasses
+
+    from medseg.data import real_scans
+
+    image, mask, affine = real_scans.load_source("robex-t1")
+    _, shipped_path = locate("robex-t1")
+    shipped = np.asarray(nib.load(shipped_path).dataobj).reshape(mask.shape) > 0
+    added = mask & ~shipped
+    assert 25.0 < added.sum() * 1.5**3 / 1000 < 32.0  # mL
+    superior = affine[:3, :3] @ np.array(np.nonzero(added), dtype=np.float64) + affine[:3, 3:4]
+    assert superior[2].min() > 37.0  # only above S 37 mm (below it BET leaks into the skull base)
+    # The top slices now hold the visible cortex: at axial slice 126 the mask grew by more than half.
+    assert mask[:, :, 126].sum() > 1.5 * shipped[:, :, 126].sum()
+    # A supplement that is not the recorded one is refused, never used.
+    bad = tmp_path / "robex-t1" / "atlas_mask_vertex_supplement.nii.gz"
+    bad.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros(mask.shape, np.uint8), affine), bad)
+    monkeypatch.setattr(real_scans, "_REPO_COPY", tmp_path)
+    with pytest.raises(real_scans.RealScanMissing, match="supplement"):
+        real_scans.load_source("robex-t1")
+    without = dataclasses.replace(real_scans.SOURCES["robex-t1"], supplement_file="")
+    monkeypatch.setitem(real_scans.SOURCES, "robex-t1", without)
+    assert real_scans.load_source("robex-t1")[1].sum() < mask.sum()
