@@ -100,7 +100,7 @@ def test_dividing_out_the_bias_field_helps_where_the_scan_drifts(model: str, mov
 # The shipped UNet weighs its prior by 1: it was trained with the gray/white boundary moved to single-subject
 # gray-matter thickness (data.synth.gm_wm_boundary 0.35), which removed the white-matter-called-gray bias the previous
 # card's 0.7 made up for. Measured on the moved brains (scripts/brain_model_checks.py, 2026-12-04), w 1.0 -> 0.7:
-# ROBEX GM/WM 0.852/0.847 -> 0.851/0.859, ITK 0.818/0.853 -> 0.828/0.865.
+# ROBEX GM/WM 0.852/0.847 -> 0.851/0.859 (ROBEX's mask before its vertex supplement), ITK 0.818/0.853 -> 0.828/0.865.
 PRIOR_WM_GAIN = 0.006  # white matter, each real scan, at the override
 PRIOR_GM_MAX_LOSS = 0.005  # gray matter may not pay for it
 
