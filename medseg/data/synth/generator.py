@@ -4,10 +4,11 @@ Steps (SynthSeg, Billot et al. 2023, adapted to a CPU budget by working on the n
 rather than at 1 mm): sample the 1 mm source through a random rotation, zoom, shift, flip and
 smooth elastic displacement (bilinear, so tissue probabilities keep their partial volume);
 tissue labels are the argmax of the sampled probabilities inside the brain; draw a head
-around the brain (or strip it), optionally with a dura layer against the skull and temporalis muscles; give every
-generation label a random mean and spread (optionally the CSF outside the brain the same as the
-sulcal CSF, as in a real head) and mix them by partial volume; then the scanner: bias field, thick slices (blur, down-sample,
-back to the grid), PSF blur, gamma and Rician noise. Only the voxel-level randomness uses
+around the brain (or strip it), optionally with a dura layer against the skull and temporalis
+muscles; give every generation label a random mean and spread (optionally the CSF outside the
+brain the same as the sulcal CSF, as in a real head) and mix them by partial volume; then the
+scanner: bias field, thick slices (blur, down-sample, back to the grid), PSF blur, gamma and
+Rician noise. Only the voxel-level randomness uses
 the torch generator; every choice above it comes from ``SynthParams``.
 """
 
