@@ -146,8 +146,8 @@ def synthesize(
     late = np.random.default_rng((params.seed, 1)) if params.dura_mm > 0 else None
     means, stds = draw_intensities(params.contrast, rng, late)
     if params.whole_head:
-        outside = head_labels(dist_out, coords, rng, generator, params.dura_mm, params.temporalis_mm,
-                              np.random.default_rng((params.seed, 3)))
+        muscle_rng = np.random.default_rng((params.seed, 3)) if params.temporalis_mm > 0 else None
+        outside = head_labels(dist_out, coords, rng, generator, params.dura_mm, params.temporalis_mm, muscle_rng)
     else:
         outside = torch.where(dist_out <= params.strip_margin_mm, LABEL["csf_rim"], LABEL["air"])
     if params.contrast == "template":
