@@ -7,12 +7,15 @@ seeded set of conditions and scores each against a reference (0 background, 1 CS
 2. real T1 scans (``tests/models/real_scan_helpers.load_real_checks``; reference = 3-class intensity
    clustering inside a brain mask), each (a) whole head, skull on; (b) skull-stripped (image * mask);
    (c) skull-stripped and rigidly moved (rotation about the brain centre, then a shift; image linear,
-   reference and mask nearest, on the scan's own grid); (d) 5 mm axial slices (slice-profile blur along
-   the axis nearest S, then linear resampling to 5 mm along it; reference and mask nearest onto that
-   grid; scored on the 5 mm grid); (e) the moved brain written as an oblique DICOM series (the grid
-   rotated about R around the brain centre, image linear) and read back, against the same moved brain
-   as NIfTI: Dice per class between the two predictions after mapping the DICOM one (nearest) onto the
-   NIfTI grid ("agreement"); two controls in the JSON: the moved brain as an axis-aligned DICOM series,
+   reference and mask label-wise linear (``resample_labels``), on the scan's own grid); (d) 5 mm axial
+   slices (slice-profile blur along the axis nearest S, then linear resampling to 5 mm along it;
+   reference and mask: the label filling most of each thick voxel's profile; scored on the 5 mm grid);
+   (c) and (d) also record ``dice_nearest_reference``, against references resampled by nearest neighbour
+   (this module's definition before 2026-12-05); (e) the moved brain written as an oblique DICOM series
+   (the grid rotated about R around the brain centre, image linear) and read back, against the same moved
+   brain as NIfTI: Dice per class between the two predictions after mapping the DICOM one (label-wise
+   linear; ``agreement_nearest``: nearest) onto the NIfTI grid ("agreement"); two controls in the JSON:
+   the moved brain as an axis-aligned DICOM series,
    and the oblique data as NIfTI (which isolates the DICOM reader from the oblique grid);
 3. synthetic volumes from the generator at 1 mm isotropic with seeds ``(424242, i)`` disjoint from the
    training stream and the validation volumes (``VALIDATION_SEED``), one kind per condition;
@@ -298,16 +301,64 @@ def rigid_world(degrees: Sequence[float], shift_mm: Sequence[float], centre: np.
     return world
 
 
+def resample_labels(
+    labels: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape: Sequence[int], *,
+    world: np.ndarray | None = None, mode: str = "constant", profile: tuple[int, float] | None = None,
+    nearest: bool = False,
+) -> np.ndarray:
+    """A label map (I, J, K) sampled at a target grid's voxels, label-wise linear (or nearest).
+
+    Label-wise linear: each label's indicator is resampled linearly (after an optional slice profile,
+    ``(axis, sigma in voxels)``, a Gaussian along that axis) and every target voxel takes the label
+    with the largest weight (ties: the smaller label); outside the source counts as label 0. It is ITK's
+    and ANTs' label interpolation (``sitkLabelLinear``, ``GenericLabel``) in numpy, kept here beside
+    ``resample`` so the image and its reference go through the same geometry. Nearest neighbour on a
+    coarse grid moves boundaries by up to half a voxel at random (0.75 mm on a 1.5 mm scan, 1.5 mm
+    along a 3 mm axis) and picks the label at a thick voxel's centre rather than the one that fills it:
+    measured on the real checks, a reference moved by nearest agrees with one rebuilt from the moved
+    image at GM 0.899 / 0.792 (ROBEX / ITK), label-wise linear at 0.930 / 0.825.
+    """
+    source = np.asarray(labels)
+    if nearest:
+        if profile is not None:
+            raise ValueError("a slice profile needs label-wise linear resampling, not nearest")
+        return resample(source, affine, target_affine, target_shape, order=0, world=world, mode=mode)
+    values = np.unique(source)
+    if values.size and values[0] != 0:
+        values = np.concatenate([[0], values])
+    best = np.zeros(tuple(target_shape), source.dtype)
+    best_weight = np.full(tuple(target_shape), -np.inf, np.float32)
+    for value in values:
+        indicator = (source == value).astype(np.float32)
+        if profile is not None:
+            axis, sigma = profile
+            indicator = ndimage.gaussian_filter1d(indicator, sigma, axis=axis, mode="constant", cval=0.0)
+        weight = resample(indicator, affine, target_affine, target_shape, order=1, world=world, mode=mode)
+        if value == 0 and mode == "constant":
+            # Outside the source is background: its weight is what the other labels leave.
+            weight = 1.0 - resample(1.0 - indicator, affine, target_affine, target_shape, order=1, world=world,
+                                    mode=mode)
+        better = weight > best_weight
+        best[better] = value
+        best_weight[better] = weight[better]
+    return best
+
+
 def move(
     image: np.ndarray, reference: np.ndarray, mask: np.ndarray, affine: np.ndarray,
-    degrees: Sequence[float] = MOVE_DEGREES, shift_mm: Sequence[float] = MOVE_SHIFT_MM,
+    degrees: Sequence[float] = MOVE_DEGREES, shift_mm: Sequence[float] = MOVE_SHIFT_MM, *,
+    nearest_reference: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image (linear), reference and mask (nearest) rigidly moved about the mask's centre, on the same grid."""
+    """Image (linear), reference and mask (label-wise linear, or nearest) rigidly moved about the mask's centre.
+
+    All on the input's own grid; shapes (I, J, K).
+    """
     world = rigid_world(degrees, shift_mm, mask_centre(mask, affine))
     shape = image.shape
     return (resample(image, affine, affine, shape, order=1, world=world),
-            resample(reference, affine, affine, shape, order=0, world=world),
-            resample(mask.astype(np.uint8), affine, affine, shape, order=0, world=world).astype(bool))
+            resample_labels(reference, affine, affine, shape, world=world, nearest=nearest_reference),
+            resample_labels(mask.astype(np.uint8), affine, affine, shape, world=world,
+                            nearest=nearest_reference).astype(bool))
 
 
 def axis_nearest(affine: np.ndarray, world_axis: int) -> int:
@@ -318,13 +369,14 @@ def axis_nearest(affine: np.ndarray, world_axis: int) -> int:
 
 def thick_slices(
     image: np.ndarray, reference: np.ndarray, mask: np.ndarray, affine: np.ndarray,
-    thickness_mm: float = THICK_SLICE_MM, world_axis: int = 2,
+    thickness_mm: float = THICK_SLICE_MM, world_axis: int = 2, *, nearest_reference: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A thick-slice acquisition along the voxel axis nearest ``world_axis`` (2 = S: axial slices).
 
     Slice profile: a Gaussian of FWHM ``thickness_mm`` along that axis; then linear resampling to
-    ``thickness_mm`` spacing over the same extent (slices start at the grid's first edge); reference and
-    mask nearest onto the new grid.
+    ``thickness_mm`` spacing over the same extent (slices start at the grid's first edge). Reference and
+    mask: the label that fills most of each thick voxel's slice profile (``resample_labels`` with the
+    same profile), or with ``nearest_reference`` the label at its centre.
 
     Returns:
         (image, reference, mask, affine) on the thick-slice grid.
@@ -340,9 +392,12 @@ def thick_slices(
     scale[axis, axis] = factor
     scale[axis, 3] = 0.5 * factor - 0.5  # new voxel j's centre at old (j + 0.5) * factor - 0.5
     new_affine = np.asarray(affine, dtype=np.float64) @ scale
+    profile = None if nearest_reference else (axis, factor / FWHM_PER_SIGMA)
     return (resample(blurred, affine, new_affine, shape, order=1, mode="nearest"),
-            resample(reference, affine, new_affine, shape, order=0, mode="nearest"),
-            resample(mask.astype(np.uint8), affine, new_affine, shape, order=0, mode="nearest").astype(bool),
+            resample_labels(reference, affine, new_affine, shape, mode="nearest", profile=profile,
+                            nearest=nearest_reference),
+            resample_labels(mask.astype(np.uint8), affine, new_affine, shape, mode="nearest", profile=profile,
+                            nearest=nearest_reference).astype(bool),
             new_affine)
 
 
@@ -451,9 +506,10 @@ def _dicom_path(
     return prediction, volume, time.perf_counter() - start
 
 
-def _to_grid(labels: Any, target_affine: np.ndarray, target_shape: Sequence[int]) -> np.ndarray:
-    """A LabelVolume mapped (nearest) onto a target grid."""
-    return resample(np.asarray(labels.array), labels.affine, target_affine, target_shape, order=0)
+def _to_grid(labels: Any, target_affine: np.ndarray, target_shape: Sequence[int], *,
+             nearest: bool = False) -> np.ndarray:
+    """A LabelVolume mapped onto a target grid (label-wise linear, or nearest)."""
+    return resample_labels(np.asarray(labels.array), labels.affine, target_affine, target_shape, nearest=nearest)
 
 
 def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSettings, log: Log) -> list[dict[str, Any]]:
@@ -486,21 +542,28 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
     moved_prediction, seconds = _timed(predictor.predict, moved_volume)
     degrees = "/".join(f"{d:g}" for d in settings.move_degrees)
     shift = float(np.linalg.norm(settings.move_shift_mm))
+    _, nearest_moved_reference, _ = move(stripped, reference, mask, affine, settings.move_degrees,
+                                         settings.move_shift_mm, nearest_reference=True)
     rows.append(_row(
         f"{name}: stripped, moved {degrees}°, {shift:.0f} mm", group,
         score(moved_prediction, moved_reference, moved_mask, spacing), seconds,
         mask_kept=float(moved_mask.sum() / max(mask.sum(), 1)),
+        dice_nearest_reference=class_dice(np.asarray(moved_prediction.labels.array), nearest_moved_reference),
     ))
+    del nearest_moved_reference
 
     log(f"{name}: {settings.thick_slice_mm:g} mm axial")
     thick_image, thick_reference, thick_mask, thick_affine = thick_slices(stripped, reference, mask, affine,
                                                                           settings.thick_slice_mm)
     thick_volume = Volume(array=thick_image[None], affine=thick_affine, channel_names=volume.channel_names)
     prediction, seconds = _timed(predictor.predict, thick_volume)
+    _, nearest_thick_reference, _, _ = thick_slices(stripped, reference, mask, affine, settings.thick_slice_mm,
+                                                    nearest_reference=True)
     rows.append(_row(
         f"{name}: stripped, {settings.thick_slice_mm:g} mm axial", group,
         score(prediction, thick_reference, thick_mask, thick_volume.spacing), seconds,
         grid_shape=list(thick_image.shape), grid_spacing=list(thick_volume.spacing),
+        dice_nearest_reference=class_dice(np.asarray(prediction.labels.array), nearest_thick_reference),
     ))
     del prediction
 
@@ -529,6 +592,7 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
         oblique_native = np.asarray(oblique_prediction.labels.array)
         oblique_dicom_affine = oblique_prediction.labels.affine
         oblique_labels = _to_grid(oblique_prediction.labels, affine, shape)
+        oblique_labels_nearest = _to_grid(oblique_prediction.labels, affine, shape, nearest=True)
         del oblique_prediction
 
         oblique_nifti = predictor.predict(read_scan(_write_nifti(oblique_image, oblique_affine,
@@ -544,6 +608,7 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
         "outside_ml": outside_mask_ml(oblique_labels, moved_mask, spacing),
         "agreement": oblique_vs_nifti["mean"],
         "agreement_per_class": oblique_vs_nifti,
+        "agreement_nearest": agreement(oblique_labels_nearest, nifti_labels)["mean"],
         "controls": {
             "nifti_read_vs_in_memory": agreement(nifti_labels, moved_labels),
             "axial_dicom_vs_nifti": agreement(axial_labels, nifti_labels),

@@ -16,6 +16,8 @@ from medseg.evaluation.shift_checks import (
     move,
     oblique_grid,
     outside_mask_ml,
+    resample_labels,
+    rigid_world,
     surface_metrics,
     thick_slices,
 )
@@ -113,6 +115,64 @@ def test_thick_slices_resample_along_the_axis_nearest_s() -> None:
     np.testing.assert_allclose(new_affine[:3, 2], [0, 0, 5])
     assert new_affine[2, 3] == pytest.approx(2.0)  # slice centres at old k = 2 and 7
     assert thick_reference[0, 0].tolist() == [2, 7] and mask[0, 0].tolist() == [True, True]
+
+
+def _nested_spheres(shape: tuple[int, int, int], affine: np.ndarray, centre: np.ndarray,
+                    world: np.ndarray | None = None) -> np.ndarray:
+    """Labels 1-3 of nested spheres (shells 1.5 and 2.5 mm thick) at each voxel, the content moved by ``world``."""
+    index = np.indices(shape).reshape(3, -1).astype(np.float64)
+    points = affine[:3, :3] @ index + affine[:3, 3:4]
+    if world is not None:
+        inverse = np.linalg.inv(world)
+        points = inverse[:3, :3] @ points + inverse[:3, 3:4]
+    radius = np.linalg.norm(points - centre[:, None], axis=0).reshape(shape)
+    labels = np.zeros(shape, np.uint8)
+    labels[radius < 11.0] = 1
+    labels[radius < 9.5] = 2
+    labels[radius < 7.0] = 3
+    return labels
+
+
+def test_moved_reference_is_label_wise_linear_and_closer_to_the_truth_than_nearest() -> None:
+    # On a 1.5 mm grid, labels moved by nearest neighbour jitter their boundaries by up to 0.75 mm; label-wise
+    # linear resampling keeps thin shells where the moved analytic shapes put them.
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    shape = (20, 20, 20)
+    centre = np.array([14.3, 14.1, 13.8])
+    labels = _nested_spheres(shape, affine, centre)
+    degrees, shift = (11.0, -8.0, 14.0), (0.75, -0.6, 0.5)
+    truth = _nested_spheres(shape, affine, centre, rigid_world(degrees, shift, centre))
+    image = labels.astype(np.float32)
+    _, moved, moved_mask = move(image, labels, labels > 0, affine, degrees, shift)
+    _, nearest, _ = move(image, labels, labels > 0, affine, degrees, shift, nearest_reference=True)
+    linear_dice, nearest_dice = class_dice(moved, truth)["mean"], class_dice(nearest, truth)["mean"]
+    assert linear_dice > 0.88 and linear_dice > nearest_dice + 0.04  # measured 0.898 vs 0.840
+    assert brain_dice(moved_mask, truth > 0) > 0.96  # measured 0.968
+
+
+def test_resample_labels_background_outside_ties_and_nearest() -> None:
+    labels = np.ones((4, 1, 1), np.uint8)
+    labels[2:] = 2
+    affine = np.eye(4)
+    shifted = resample_labels(labels, affine, affine, (4, 1, 1), world=rigid_world((0, 0, 0), (1.5, 0, 0), np.zeros(3)))
+    # Content moved 1.5 voxels along i: voxel 0 comes from outside (background), voxel 3 from halfway between
+    # labels 1 and 2 (a tie: the smaller label), voxel 1 from between outside and label 1 (a tie: background).
+    assert shifted[:, 0, 0].tolist() == [0, 0, 1, 1]
+    nearest = resample_labels(labels, affine, affine, (4, 1, 1), nearest=True)
+    assert nearest[:, 0, 0].tolist() == [1, 1, 2, 2]
+    with pytest.raises(ValueError, match="slice profile"):
+        resample_labels(labels, affine, affine, (4, 1, 1), nearest=True, profile=(0, 1.0))
+
+
+def test_thick_slice_reference_is_the_label_that_fills_the_slice() -> None:
+    # A 1 mm layer of label 1 at the centre of each 5 mm slice, label 3 around it: the thick voxel is mostly 3.
+    reference = np.full((2, 2, 10), 3, np.uint8)
+    reference[..., [2, 7]] = 1
+    image = reference.astype(np.float32)
+    _, thick, mask, _ = thick_slices(image, reference, reference > 0, np.eye(4), 5.0)
+    assert thick[0, 0].tolist() == [3, 3] and mask.all()
+    _, nearest, _, _ = thick_slices(image, reference, reference > 0, np.eye(4), 5.0, nearest_reference=True)
+    assert nearest[0, 0].tolist() == [1, 1]
 
 
 def test_oblique_grid_without_rotation_is_the_mask_box_plus_margin() -> None:
