@@ -11,12 +11,14 @@ seeded set of conditions and scores each against a reference (0 background, 1 CS
    slices (slice-profile blur along the axis nearest S, then linear resampling to 5 mm along it;
    reference and mask: the label filling most of each thick voxel's profile; scored on the 5 mm grid);
    (c) and (d) also record ``dice_nearest_reference``, against references resampled by nearest neighbour
-   (this module's definition before 2026-12-05); (e) the moved brain written as an oblique DICOM series
-   (the grid rotated about R around the brain centre, image linear) and read back, against the same moved
-   brain as NIfTI: Dice per class between the two predictions after mapping the DICOM one (label-wise
-   linear; ``agreement_nearest``: nearest) onto the NIfTI grid ("agreement"); two controls in the JSON:
-   the moved brain as an axis-aligned DICOM series,
-   and the oblique data as NIfTI (which isolates the DICOM reader from the oblique grid);
+   (this module's definition before 2026-12-05), and (c) ``dice_stripped_prediction_moved``, the
+   skull-stripped prediction moved with the scan (label-wise), the score of a perfectly pose-invariant
+   model; (e) the moved brain written as an oblique DICOM series (the grid rotated about R around the
+   brain centre, image linear) and read back, against the same moved brain as NIfTI: Dice per class
+   between the two predictions after mapping the DICOM one (label-wise linear; ``agreement_nearest``:
+   nearest) onto the NIfTI grid ("agreement"); two controls in the JSON: the moved brain as an
+   axis-aligned DICOM series, and the oblique data as NIfTI (which isolates the DICOM reader from the
+   oblique grid);
 3. synthetic volumes from the generator at 1 mm isotropic with seeds ``(424242, i)`` disjoint from the
    training stream and the validation volumes (``VALIDATION_SEED``), one kind per condition;
 4. timing of a 1 mm whole head (the real scan resampled to 1 mm): read the NIfTI, predict, write the
@@ -533,11 +535,13 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
     stripped = image * mask
     prediction, seconds = _timed(predictor.predict, volume.with_array(stripped[None]))
     rows.append(_row(f"{name}: skull-stripped", group, score(prediction, reference, mask, spacing), seconds))
+    stripped_labels = np.asarray(prediction.labels.array)
     del prediction
 
     log(f"{name}: moved")
     moved_image, moved_reference, moved_mask = move(stripped, reference, mask, affine, settings.move_degrees,
                                                     settings.move_shift_mm)
+    motion = rigid_world(settings.move_degrees, settings.move_shift_mm, mask_centre(mask, affine))
     moved_volume = Volume(array=moved_image[None], affine=affine, channel_names=volume.channel_names)
     moved_prediction, seconds = _timed(predictor.predict, moved_volume)
     degrees = "/".join(f"{d:g}" for d in settings.move_degrees)
@@ -549,8 +553,13 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
         score(moved_prediction, moved_reference, moved_mask, spacing), seconds,
         mask_kept=float(moved_mask.sum() / max(mask.sum(), 1)),
         dice_nearest_reference=class_dice(np.asarray(moved_prediction.labels.array), nearest_moved_reference),
+        # What a model that moved its skull-stripped answer with the scan would score: the loss below it is
+        # the model's own, the rest the scan's.
+        dice_stripped_prediction_moved=class_dice(
+            resample_labels(stripped_labels, affine, affine, moved_image.shape, world=motion),
+            moved_reference),
     ))
-    del nearest_moved_reference
+    del nearest_moved_reference, stripped_labels
 
     log(f"{name}: {settings.thick_slice_mm:g} mm axial")
     thick_image, thick_reference, thick_mask, thick_affine = thick_slices(stripped, reference, mask, affine,
