@@ -312,9 +312,11 @@ def resample_labels(
 
     Label-wise linear: each label's indicator is resampled linearly (after an optional slice profile,
     ``(axis, sigma in voxels)``, a Gaussian along that axis) and every target voxel takes the label
-    with the largest weight (ties: the smaller label); outside the source counts as label 0. It is ITK's
-    and ANTs' label interpolation (``sitkLabelLinear``, ``GenericLabel``) in numpy, kept here beside
-    ``resample`` so the image and its reference go through the same geometry. Nearest neighbour on a
+    with the largest weight (ties: the smaller label); outside the source counts as label 0. Equal, voxel
+    for voxel, to SimpleITK's ``sitkLabelLinear`` on the same geometry (tested); written here in numpy
+    because the image and its reference must go through the same scipy geometry as ``resample`` (no
+    second library's physical-space conventions between them), and because SimpleITK has no slice-profile
+    variant (each label's indicator blurred along the slice axis first, for thick slices). Nearest neighbour on a
     coarse grid moves boundaries by up to half a voxel at random (0.75 mm on a 1.5 mm scan, 1.5 mm
     along a 3 mm axis) and picks the label at a thick voxel's centre rather than the one that fills it:
     measured on the real checks, a reference moved by nearest agrees with one rebuilt from the moved

@@ -150,6 +150,33 @@ def test_moved_reference_is_label_wise_linear_and_closer_to_the_truth_than_neare
     assert brain_dice(moved_mask, truth > 0) > 0.96  # measured 0.968
 
 
+def test_resample_labels_equals_simpleitk_label_linear() -> None:
+    # SimpleITK's label interpolator (sitkLabelLinear) as the oracle, on the same geometry: blobs of 4 labels on a
+    # 1.5 mm grid, rotated 11/-8/14 degrees about a point and shifted by a fraction of a voxel.
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((30, 28, 26)), 2.0)
+    labels = np.digitize(noise, np.quantile(noise, [0.3, 0.55, 0.8])).astype(np.uint8)
+    # Labels 2 voxels clear of the array's edge, as a brain inside its scan: at the edge the two differ by
+    # convention (ITK clamps to the edge voxels, resample_labels counts outside as background).
+    inside = np.zeros(labels.shape, bool)
+    inside[2:-2, 2:-2, 2:-2] = True
+    labels[~inside] = 0
+    spacing = 1.5
+    affine = np.diag([spacing] * 3 + [1.0])
+    world = rigid_world((11.0, -8.0, 14.0), (0.75, -0.6, 0.5), np.array([20.0, 19.0, 18.0]))
+    ours = resample_labels(labels, affine, affine, labels.shape, world=world)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels.transpose(2, 1, 0)))
+    image.SetSpacing((spacing,) * 3)
+    inverse = np.linalg.inv(world)  # SimpleITK maps output points to input points
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(inverse[:3, :3].ravel().tolist())
+    transform.SetTranslation(inverse[:3, 3].tolist())
+    theirs = sitk.GetArrayFromImage(sitk.Resample(image, image, transform, sitk.sitkLabelLinear, 0)).transpose(2, 1, 0)
+    np.testing.assert_array_equal(ours, theirs)  # measured: all 21,840 voxels; nearest neighbour agrees on 95 %
+
+
 def test_resample_labels_background_outside_ties_and_nearest() -> None:
     labels = np.ones((4, 1, 1), np.uint8)
     labels[2:] = 2
