@@ -312,15 +312,16 @@ def resample_labels(
 
     Label-wise linear: each label's indicator is resampled linearly (after an optional slice profile,
     ``(axis, sigma in voxels)``, a Gaussian along that axis) and every target voxel takes the label
-    with the largest weight (ties: the smaller label); outside the source counts as label 0. Equal, voxel
-    for voxel, to SimpleITK's ``sitkLabelLinear`` on the same geometry (tested); written here in numpy
-    because the image and its reference must go through the same scipy geometry as ``resample`` (no
-    second library's physical-space conventions between them), and because SimpleITK has no slice-profile
-    variant (each label's indicator blurred along the slice axis first, for thick slices). Nearest neighbour on a
-    coarse grid moves boundaries by up to half a voxel at random (0.75 mm on a 1.5 mm scan, 1.5 mm
-    along a 3 mm axis) and picks the label at a thick voxel's centre rather than the one that fills it:
-    measured on the real checks, a reference moved by nearest agrees with one rebuilt from the moved
-    image at GM 0.899 / 0.792 (ROBEX / ITK), label-wise linear at 0.930 / 0.825.
+    with the largest weight (ties: the smaller label); outside the source counts as label 0. Equal,
+    voxel for voxel, to SimpleITK's ``sitkLabelLinear`` on the same geometry (tested); written here in
+    numpy because the image and its reference must go through the same scipy geometry as ``resample``
+    (no second library's physical-space conventions between them), and because SimpleITK has no
+    slice-profile variant (each label's indicator blurred along the slice axis first, for thick
+    slices). Nearest neighbour on a coarse grid moves boundaries by up to half a voxel at random (0.75
+    mm on a 1.5 mm scan, 1.5 mm along a 3 mm axis) and picks the label at a thick voxel's centre rather
+    than the one that fills it: measured on the real checks, a reference moved by nearest agrees with
+    one rebuilt from the moved image at GM 0.899 / 0.792 (ROBEX / ITK), label-wise linear at 0.930 /
+    0.825.
     """
     source = np.asarray(labels)
     if nearest:
@@ -548,8 +549,8 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
     moved_prediction, seconds = _timed(predictor.predict, moved_volume)
     degrees = "/".join(f"{d:g}" for d in settings.move_degrees)
     shift = float(np.linalg.norm(settings.move_shift_mm))
-    _, nearest_moved_reference, _ = move(stripped, reference, mask, affine, settings.move_degrees,
-                                         settings.move_shift_mm, nearest_reference=True)
+    nearest_moved_reference = resample_labels(reference, affine, affine, moved_image.shape, world=motion,
+                                              nearest=True)
     rows.append(_row(
         f"{name}: stripped, moved {degrees}°, {shift:.0f} mm", group,
         score(moved_prediction, moved_reference, moved_mask, spacing), seconds,
@@ -568,8 +569,8 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
                                                                           settings.thick_slice_mm)
     thick_volume = Volume(array=thick_image[None], affine=thick_affine, channel_names=volume.channel_names)
     prediction, seconds = _timed(predictor.predict, thick_volume)
-    _, nearest_thick_reference, _, _ = thick_slices(stripped, reference, mask, affine, settings.thick_slice_mm,
-                                                    nearest_reference=True)
+    nearest_thick_reference = resample_labels(reference, affine, thick_affine, thick_image.shape, mode="nearest",
+                                              nearest=True)
     rows.append(_row(
         f"{name}: stripped, {settings.thick_slice_mm:g} mm axial", group,
         score(prediction, thick_reference, thick_mask, thick_volume.spacing), seconds,
