@@ -338,11 +338,12 @@ def resample_labels(
         if profile is not None:
             axis, sigma = profile
             indicator = ndimage.gaussian_filter1d(indicator, sigma, axis=axis, mode="constant", cval=0.0)
-        weight = resample(indicator, affine, target_affine, target_shape, order=1, world=world, mode=mode)
         if value == 0 and mode == "constant":
             # Outside the source is background: its weight is what the other labels leave.
             weight = 1.0 - resample(1.0 - indicator, affine, target_affine, target_shape, order=1, world=world,
                                     mode=mode)
+        else:
+            weight = resample(indicator, affine, target_affine, target_shape, order=1, world=world, mode=mode)
         better = weight > best_weight
         best[better] = value
         best_weight[better] = weight[better]
