@@ -12,6 +12,7 @@ from medseg.errors import MedsegError
 from medseg_cli import (
     calibrate_command,
     demo_command,
+    ensemble_command,
     evaluate_command,
     export_command,
     info_command,
@@ -28,7 +29,7 @@ from medseg_cli import (
 
 COMMANDS = (
     info_command, models_command, sample_command, train_command, model_folder_command, calibrate_command,
-    predict_command, evaluate_command, view_command, demo_command, tune_command,
+    ensemble_command, predict_command, evaluate_command, view_command, demo_command, tune_command,
     lr_find_command, export_command, listen_command,
 )
 

@@ -4,7 +4,8 @@ Layout (format ``medseg-model-card/1``)::
 
     {"format", "name", "description", "network", "class_names": [..], "colors": ["#rrggbb", ..],
      "modalities": [..], "postprocess": {"largest_component": bool, "min_component_ml": float},
-     "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null}
+     "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null,
+     "ensemble": [{"member": NAME, "weight": W}, ..]   (optional: medseg.inference.ensemble)}
 
 Colours are hex RGB strings, index = label value; background is black (shown transparent).
 """
@@ -32,6 +33,9 @@ PALETTE = (
     "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff",
 )
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+# An ensemble member's folder name under MODEL/members/: a plain name, never a path (no separators, no "..").
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+MAX_MEMBER_NAME = 64
 
 
 def default_colors(class_count: int) -> tuple[str, ...]:
@@ -95,6 +99,49 @@ def opening_radius(value: Any) -> float:
 
 
 @dataclass(frozen=True)
+class EnsembleMember:
+    """One member of an ensemble card: the folder ``MODEL/members/<name>`` and its weight in (0, 1)."""
+
+    name: str
+    weight: float
+
+
+def check_member_name(name: Any) -> str:
+    """``name`` as a member folder name; ValueError for anything that is not one plain folder name."""
+    if not isinstance(name, str) or len(name) > MAX_MEMBER_NAME or not _MEMBER_NAME.match(name):
+        raise ValueError(f"an ensemble member must be a plain folder name (letters, digits, '.', '_', '-'; "
+                         f"at most {MAX_MEMBER_NAME} characters), got {name!r}")
+    return name
+
+
+def ensemble_members(entry: Any) -> tuple[EnsembleMember, ...]:
+    """The card's ``ensemble`` list; () when absent.
+
+    Raises:
+        ValueError: not a list of ``{"member", "weight"}``, a bad or repeated name, a weight outside (0, 1),
+            or member weights summing to 1 or more (the folder's own network keeps the rest).
+    """
+    if entry is None:
+        return ()
+    if not isinstance(entry, list):
+        raise ValueError(f"'ensemble' must be a list of {{'member', 'weight'}}, got {entry!r}")
+    members = []
+    for item in entry:
+        if not isinstance(item, dict) or set(item) != {"member", "weight"}:
+            raise ValueError(f"each 'ensemble' entry takes exactly 'member' and 'weight', got {item!r}")
+        weight = item["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < float(weight) < 1.0:
+            raise ValueError(f"an ensemble member's weight must be a number in (0, 1), got {weight!r}")
+        members.append(EnsembleMember(check_member_name(item["member"]), float(weight)))
+    names = [member.name for member in members]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ensemble members repeat a name: {names}")
+    if sum(member.weight for member in members) >= 1.0 - 1e-9:
+        raise ValueError("ensemble member weights must sum to less than 1 (the folder's own network weighs the rest)")
+    return tuple(members)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The parsed model card.
 
@@ -109,6 +156,8 @@ class ModelCard:
         training: facts about the training run (command, data, seed, epochs, Dice vs baseline, time...).
         qc: ranges from the training split, or None.
         evaluation: results on named checks beside the previous model's (free-form, for people).
+        ensemble: member folders whose calibrated probabilities are averaged with this folder's network's
+            (``medseg.inference.ensemble``); () = this network alone.
     """
 
     name: str
@@ -121,6 +170,12 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     qc: QCReference | None = None
     evaluation: dict[str, Any] = field(default_factory=dict)
+    ensemble: tuple[EnsembleMember, ...] = ()
+
+    @property
+    def own_weight(self) -> float:
+        """The weight of this folder's own network in the ensemble average (1 without members)."""
+        return 1.0 - sum(member.weight for member in self.ensemble)
 
     @property
     def rgb(self) -> tuple[tuple[float, float, float], ...]:
@@ -143,6 +198,7 @@ class ModelCard:
                                if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
             **({"evaluation": self.evaluation} if self.evaluation else {}),
+            **({"ensemble": [{"member": m.name, "weight": m.weight} for m in self.ensemble]} if self.ensemble else {}),
         }
 
 
@@ -246,13 +302,18 @@ def read_card(path: str | Path) -> ModelCard:
                                           prior_weight, check_background_odds(post.get("stripped_background_odds", 1.0)))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
+    try:
+        ensemble = ensemble_members(data.get("ensemble"))
+    except ValueError as error:
+        raise InputError(path, f"'ensemble' is malformed: {error}",
+                         "rebuild it with `medseg ensemble MODEL_DIR --add MEMBER_DIR`") from None
     qc = data.get("qc")
     return ModelCard(
         name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,
         modalities=modalities, network=str(data.get("network", "")), description=str(data.get("description", "")),
         postprocess=postprocess, training=dict(data.get("training") or {}),
         qc=QCReference.from_dict(qc, path) if qc else None,
-        evaluation=dict(data.get("evaluation") or {}),
+        evaluation=dict(data.get("evaluation") or {}), ensemble=ensemble,
     )
 
 

@@ -6,6 +6,8 @@ Layout::
     MODEL/weights.pt         the network's state_dict only, read with torch.load(weights_only=True)
     MODEL/model_card.json    names, colours, modalities, training facts, QC ranges (medseg.inference.model_card)
     MODEL/calibration.json   optional temperature (medseg.evaluation.calibration); absent = T 1
+    MODEL/members/NAME/      optional ensemble members, each a model folder as above, named by the card's
+                             "ensemble" list (medseg.inference.ensemble); a member has no members itself
 
 ``export_model_folder`` builds one from a training run, into a temporary sibling folder
 that is renamed into place when complete.
@@ -27,7 +29,7 @@ from torch import nn
 from medseg.config import ExperimentConfig, config_to_dict, load_config, load_yaml
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
-from medseg.inference.model_card import ModelCard, check_card_fits, read_card, write_card_text
+from medseg.inference.model_card import EnsembleMember, ModelCard, check_card_fits, read_card, write_card_text
 from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
 from medseg.networks.norm_statistics import with_norm_statistics
@@ -36,6 +38,7 @@ from medseg.networks.weights import load_state_dict_safely
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
+MEMBERS_DIR = "members"
 EXPORT_HINT = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
 
 
@@ -49,6 +52,7 @@ class ModelFolder:
         card: the parsed model card.
         state_dict: the network's weights (CPU tensors), checked to fit ``config.network``.
         temperature: temperature-scaling T from calibration.json (1.0 without it).
+        members: the ensemble's member folders, in the card's order (``card.ensemble`` has their weights).
     """
 
     path: Path
@@ -56,6 +60,7 @@ class ModelFolder:
     card: ModelCard
     state_dict: dict[str, torch.Tensor]
     temperature: float = 1.0
+    members: tuple[ModelFolder, ...] = ()
 
     def build_network(self) -> nn.Module:
         """The network with the weights loaded, in eval mode, on the CPU."""
@@ -118,7 +123,29 @@ def load_model_folder(model_dir: str | Path) -> ModelFolder:
     check_card_fits(card, config.network.in_channels, config.network.out_channels, root / CARD_FILE)
     state = load_weights(root / WEIGHTS_FILE)
     check_weights_fit(state, config, root / WEIGHTS_FILE)
-    return ModelFolder(root, config, card, state, load_calibration(root))
+    members = tuple(_load_member(root, member.name, card) for member in card.ensemble)
+    return ModelFolder(root, config, card, state, load_calibration(root), members)
+
+
+def _load_member(root: Path, name: str, card: ModelCard) -> ModelFolder:
+    """The member folder ``root/members/name``, checked to segment what ``card`` segments, from what it reads.
+
+    Raises:
+        InputError: missing, itself an ensemble, or other classes or modalities than ``card``'s.
+    """
+    path = root / MEMBERS_DIR / name
+    hint = "rebuild the ensemble with `medseg ensemble MODEL_DIR --add MEMBER_DIR`"
+    if not path.is_dir():
+        raise InputError(path, f"the model card names ensemble member '{name}' but the folder is missing", hint)
+    member = load_model_folder(path)
+    if member.members:
+        raise InputError(path / CARD_FILE, "an ensemble member cannot have members of its own", hint)
+    if member.card.class_names != card.class_names or member.card.modalities != card.modalities:
+        raise InputError(path / CARD_FILE,
+                         f"member '{name}' segments {list(member.card.class_names)} from "
+                         f"{list(member.card.modalities)}, the ensemble {list(card.class_names)} from "
+                         f"{list(card.modalities)}", hint)
+    return member
 
 
 def inference_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -204,10 +231,16 @@ def export_model_folder(
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 
         card = replace(card, training={**card.training, "search": search_card_entry(search_json)})
-    keep_calibration = _check_target(target, weights, overwrite)
+    same_model = _check_target(target, weights, overwrite)
+    keep_calibration = same_model and (target / CALIBRATION_FILE).is_file()
+    # Same weights: the folder's ensemble members stay (re-exporting to change a clean-up setting keeps them).
+    kept_members = _members_to_keep(target) if same_model else ()
+    card = replace(card, ensemble=kept_members)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = create_temp_dir(target.parent, target.name)  # the umask's permissions: shared as the user chose
     try:
+        for member in kept_members:
+            shutil.copytree(target / MEMBERS_DIR / member.name, temp / MEMBERS_DIR / member.name)
         (temp / CONFIG_FILE).write_text(
             yaml.safe_dump(config_to_dict(inference_config(config)), sort_keys=False), encoding="utf-8"
         )
@@ -215,7 +248,7 @@ def export_model_folder(
         (temp / CARD_FILE).write_text(write_card_text(card), encoding="utf-8")
         if keep_calibration:
             shutil.copy2(target / CALIBRATION_FILE, temp / CALIBRATION_FILE)
-        _swap_into_place(temp, target)
+        swap_into_place(temp, target)
     except OSError as error:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"{target}: cannot write the model folder ({error.strerror or error})") from None
@@ -225,8 +258,17 @@ def export_model_folder(
     return target
 
 
+def _members_to_keep(target: Path) -> tuple[EnsembleMember, ...]:
+    """The ensemble members of the model folder at ``target`` whose folders are there (() if unreadable)."""
+    try:
+        members = read_card(target / CARD_FILE).ensemble
+    except InputError:
+        return ()
+    return members if all((target / MEMBERS_DIR / m.name).is_dir() for m in members) else ()
+
+
 def _check_target(target: Path, weights: dict[str, Any], overwrite: bool) -> bool:
-    """Whether an existing calibration can be kept; OutputError if a different model is there and not ``overwrite``."""
+    """Whether ``target`` holds these weights already; OutputError if a different model is there and not ``overwrite``."""
     if not target.exists():
         return False
     if not target.is_dir():
@@ -248,11 +290,11 @@ def _check_target(target: Path, weights: dict[str, Any], overwrite: bool) -> boo
             f"{target}: already holds a different model (or other files); pass --force to replace it, "
             "or choose another --out"
         )
-    # Same weights: a calibration fitted for them stays valid.
-    return same and (target / CALIBRATION_FILE).is_file()
+    # Same weights: a calibration fitted for them stays valid, and so do the ensemble's members.
+    return same
 
 
-def _swap_into_place(temp: Path, target: Path) -> None:
+def swap_into_place(temp: Path, target: Path) -> None:
     """Rename the finished ``temp`` folder to ``target``, moving an existing ``target`` aside first."""
     if not target.exists():
         os.replace(temp, target)

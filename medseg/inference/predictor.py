@@ -14,7 +14,9 @@ Steps of ``Predictor.predict(volume)``:
 3. temperature scaling from ``calibration.json``: softmax(logits / T);
 4. probabilities resampled from the network's grid to the SOURCE grid (MONAI ``SpatialResample``
    to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
-   argmax. The output affine is the input volume's affine, by construction;
+   argmax. The output affine is the input volume's affine, by construction. An ensemble folder
+   (``medseg.inference.ensemble``) runs steps 1-4 for each member on its own grid and with its own
+   temperature, and takes the card's weighted mean on the source grid; the steps below run once;
 5. optional clean-up (largest connected component per class, small components by mL);
 6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
 """
@@ -60,6 +62,7 @@ ProgressCallback = Callable[[float], None]
 CancelCallback = Callable[[], bool]
 # Share of the progress bar per stage: preprocessing, network passes, the rest.
 PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
+SOURCE_SHARE = PREPROCESS_SHARE + NETWORK_SHARE + 0.05  # ... and the probabilities on the scan's grid
 # engine "auto" exports to onnxruntime (a few seconds, once per Predictor) only for scans needing more windows.
 AUTO_ENGINE_MIN_WINDOWS = 4
 
@@ -203,6 +206,17 @@ class Predictor:
                 card.foreground_opening_mm if foreground_opening_mm is None else foreground_opening_mm)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        if model.members and runtime != "torch":
+            raise ConfigError(f"runtime {runtime!r}: an ensemble model folder runs with runtime 'torch' "
+                              "(its members have no exports of their own)")
+        # Ensemble members run as this folder's network does (device, TTA, plan, engine, precision) and give
+        # only their calibrated probabilities: this folder's card does the rest once, on their weighted mean.
+        self.members: tuple[Predictor, ...] = tuple(
+            Predictor(member, device=device, tta=tta, sw_batch_size=sw_batch_size, fast=fast, engine=engine,
+                      crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
+                      memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm, channels_last=channels_last,
+                      intensity_refinement=False)
+            for member in model.members)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
                               else bool(channels_last))
@@ -298,12 +312,63 @@ class Predictor:
         """
         report = progress or (lambda fraction: None)
         started = time.perf_counter()
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"preprocess": 0.0, "network": 0.0, "resample": 0.0}
         self._check_channels(volume)
         _check_cancel(cancel)
+        # An ensemble: each member's calibrated probabilities on the scan's grid, weighted (the card's weights).
+        predictors = (self, *self.members)
+        weights = (self.model.card.own_weight, *(member.weight for member in self.model.card.ensemble))
+        source_probabilities: np.ndarray | None = None
+        disagreements = []
+        for index, (predictor, weight) in enumerate(zip(predictors, weights)):
+            member_probabilities, disagreement = predictor._source_probabilities(
+                volume, timings, cancel,
+                lambda done, index=index: report((index * SOURCE_SHARE + done) / len(predictors)))
+            disagreements.append(disagreement)
+            if source_probabilities is None:
+                source_probabilities = member_probabilities if len(predictors) == 1 else weight * member_probabilities
+            else:
+                source_probabilities += weight * member_probabilities
+            del member_probabilities
+        # TTA disagreement: the largest among the members (each compares its own passes on its own grid).
+        disagreement = max((d for d in disagreements if not math.isnan(d)), default=math.nan)
+
+        stripped = None
+        if self.stripped_background_odds < 1.0:
+            mark = time.perf_counter()
+            stripped = adapt_to_skull_stripped(volume.array[0], source_probabilities, volume.spacing,
+                                               self.stripped_background_odds)
+            timings["stripped"] = time.perf_counter() - mark
+
+        refinement = None
+        if self.refine_classes:
+            mark = time.perf_counter()
+            refinement = refine_by_intensity(volume.array[0], source_probabilities, self.refine_classes,
+                                             self.refine_iterations, bias_field=self.refine_bias_field,
+                                             spacing=volume.spacing, prior_weight=self.refine_prior_weight)
+            timings["refine"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        prediction = replace(self._finish(volume, source_probabilities, timings, disagreement, refinement),
+                             stripped=stripped)
+        timings["postprocess"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        report(1.0)
+        return prediction
+
+    def _source_probabilities(
+        self, volume: Volume, timings: dict[str, float], cancel: CancelCallback | None,
+        report: Callable[[float], None],
+    ) -> tuple[np.ndarray, float]:
+        """This network's calibrated probabilities (C, I, J, K) on ``volume``'s grid, and its TTA disagreement.
+
+        Adds its stages' seconds to ``timings`` (``"preprocess"``, ``"network"``, ``"resample"``); ``report``
+        gets the progress of this part of the work, from 0 to ``SOURCE_SHARE``. The disagreement is NaN without TTA.
+        """
+        mark = time.perf_counter()
         with torch.inference_mode():
             image = preprocess_volume(volume, self.config)
-        timings["preprocess"] = time.perf_counter() - started
+        timings["preprocess"] += time.perf_counter() - mark
         report(PREPROCESS_SHARE)
 
         flips = self.tta_flips
@@ -344,37 +409,15 @@ class Predictor:
                 disagreement = pass_disagreement(pass_labels, first_argmax(probabilities))
             del pass_labels
         probabilities = probabilities.cpu()
-        timings["network"] = time.perf_counter() - mark
+        timings["network"] += time.perf_counter() - mark
         _check_cancel(cancel)
 
         mark = time.perf_counter()
         with torch.inference_mode():
             source_probabilities = to_source_grid(probabilities, grid_affine, volume)
-        timings["resample"] = time.perf_counter() - mark
-        report(PREPROCESS_SHARE + NETWORK_SHARE + 0.05)
-
-        stripped = None
-        if self.stripped_background_odds < 1.0:
-            mark = time.perf_counter()
-            stripped = adapt_to_skull_stripped(volume.array[0], source_probabilities, volume.spacing,
-                                               self.stripped_background_odds)
-            timings["stripped"] = time.perf_counter() - mark
-
-        refinement = None
-        if self.refine_classes:
-            mark = time.perf_counter()
-            refinement = refine_by_intensity(volume.array[0], source_probabilities, self.refine_classes,
-                                             self.refine_iterations, bias_field=self.refine_bias_field,
-                                             spacing=volume.spacing, prior_weight=self.refine_prior_weight)
-            timings["refine"] = time.perf_counter() - mark
-
-        mark = time.perf_counter()
-        prediction = replace(self._finish(volume, source_probabilities, timings, disagreement, refinement),
-                             stripped=stripped)
-        timings["postprocess"] = time.perf_counter() - mark
-        timings["total"] = time.perf_counter() - started
-        report(1.0)
-        return prediction
+        timings["resample"] += time.perf_counter() - mark
+        report(SOURCE_SHARE)
+        return source_probabilities, disagreement
 
     def window_runner(self, windows: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The callable running windows: the engine's, made once (``"auto"``: only for >= 4 windows)."""

@@ -17,6 +17,7 @@ from predictor_helpers import tiny_config, train_tiny_run, trained_state, write_
 from medseg.data.splits import load_split
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import save_calibration
+from medseg.inference.ensemble import add_member
 from medseg.inference.model_folder import export_model_folder, load_model_folder
 from medseg.inference.predictor import Predictor
 from medseg.training.checkpoint import load_checkpoint
@@ -87,8 +88,12 @@ def test_export_is_idempotent_keeps_calibration_and_refuses_a_different_model(
     _, run_dir = run
     model = export_model_folder(run_dir, tmp_path / "m")
     save_calibration(model, 1.7, 0.2, 0.1)
-    export_model_folder(run_dir, model)  # same weights: fine, calibration kept
+    add_member(model, write_model_folder(tmp_path / "member", trained_state(steps=1)), 0.25)
+    export_model_folder(run_dir, model)  # same weights: fine, calibration and ensemble members kept
     assert load_model_folder(model).temperature == 1.7
+    assert [m.name for m in load_model_folder(model).card.ensemble] == ["member"]
+    assert load_model_folder(model).card.own_weight == 0.75
+    shutil.rmtree(tmp_path / "member")
     other = write_model_folder(tmp_path / "other", trained_state(steps=1))
     with pytest.raises(OutputError, match="already holds a different model"):
         export_model_folder(run_dir, other)
