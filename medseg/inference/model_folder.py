@@ -268,7 +268,11 @@ def _members_to_keep(target: Path) -> tuple[EnsembleMember, ...]:
 
 
 def _check_target(target: Path, weights: dict[str, Any], overwrite: bool) -> bool:
-    """Whether ``target`` holds these weights already; OutputError if a different model is there and not ``overwrite``."""
+    """Whether ``target`` holds these weights already.
+
+    Raises:
+        OutputError: a different model is there and not ``overwrite``.
+    """
     if not target.exists():
         return False
     if not target.is_dir():
