@@ -23,7 +23,10 @@ def bundled_files(root: Path = ROOT) -> list[str]:
     files = sorted(p for p in (root / "datasets").glob("*.yaml"))
     files += sorted((root / "models" / "presets").glob("*.yaml"))
     for folder in sorted(p for p in (root / "models").iterdir() if (p / "model.yaml").is_file()):
-        files += [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+        # An ensemble's members (medseg.inference.ensemble) are model folders under members/.
+        members = sorted(p for p in (folder / "members").glob("*") if (p / "model.yaml").is_file())
+        for part in (folder, *members):
+            files += [part / name for name in MODEL_FILES if (part / name).is_file()]
     return [p.relative_to(root).as_posix() for p in files if p.is_file()]
 
 
