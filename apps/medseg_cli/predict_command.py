@@ -56,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "windows or segments")
     parser.add_argument("--no-refine", action="store_true",
                         help="skip the model card's intensity refinement (the network's probabilities as they are)")
+    parser.add_argument("--no-ensemble", action="store_true",
+                        help="with an ensemble model folder (`medseg ensemble`): its own network alone, without its "
+                        "members (faster; the card's clean-up unchanged)")
     parser.add_argument("--no-bias-field", action="store_true",
                         help="refine on the intensities as they are, without dividing out the bias field the "
                         "model card names")
@@ -141,6 +144,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["intensity_refinement"] = False
     if args.no_bias_field:
         options["bias_correction"] = False
+    if args.no_ensemble:
+        options["ensemble"] = False
     if args.prior_weight is not None:
         options["prior_weight"] = args.prior_weight  # range checked by the Predictor
     if args.stripped_background_odds is not None:

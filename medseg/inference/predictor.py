@@ -144,6 +144,8 @@ class Predictor:
             ``NetworkSpec.channels_last``).
         runtime: ``"torch"`` (weights.pt), or the folder's ``"torchscript"`` / ``"onnx"`` export from
             ``medseg export`` (run in float32).
+        ensemble: with an ensemble folder (``medseg.inference.ensemble``), average its members' probabilities
+            with this network's (False: this folder's own network alone, its card's clean-up unchanged).
         trust_export: load the export even when this user's medseg did not make it
             (``medseg.research.export_trust``: loading an export runs code from it).
     """
@@ -173,6 +175,7 @@ class Predictor:
         stripped_background_odds: float | None = None,
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
+        ensemble: bool = True,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -206,7 +209,7 @@ class Predictor:
                 card.foreground_opening_mm if foreground_opening_mm is None else foreground_opening_mm)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        if model.members and runtime != "torch":
+        if model.members and ensemble and runtime != "torch":
             raise ConfigError(f"runtime {runtime!r}: an ensemble model folder runs with runtime 'torch' "
                               "(its members have no exports of their own)")
         # Ensemble members run as this folder's network does (device, TTA, plan, engine, precision) and give
@@ -216,7 +219,10 @@ class Predictor:
                       crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
                       memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm, channels_last=channels_last,
                       intensity_refinement=False)
-            for member in model.members)
+            for member in (model.members if ensemble else ()))
+        # The weights of this network and each member in the mean (the card's; 1 for this network alone).
+        self.network_weights: tuple[float, ...] = (
+            (model.card.own_weight, *(member.weight for member in model.card.ensemble)) if self.members else (1.0,))
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
                               else bool(channels_last))
@@ -317,7 +323,7 @@ class Predictor:
         _check_cancel(cancel)
         # An ensemble: each member's calibrated probabilities on the scan's grid, weighted (the card's weights).
         predictors = (self, *self.members)
-        weights = (self.model.card.own_weight, *(member.weight for member in self.model.card.ensemble))
+        weights = self.network_weights
         source_probabilities: np.ndarray | None = None
         disagreements = []
         for index, (predictor, weight) in enumerate(zip(predictors, weights)):

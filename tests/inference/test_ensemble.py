@@ -17,7 +17,8 @@ from medseg.evaluation.calibration import save_calibration
 from medseg.inference.ensemble import add_member, remove_member
 from medseg.inference.model_folder import load_model_folder
 from medseg.inference.predictor import Predictor
-from medseg_cli.main import main
+from medseg_cli.main import build_parser, main
+from medseg_cli.predict_command import _predictor_options
 
 
 @pytest.fixture()
@@ -44,6 +45,10 @@ def test_an_ensemble_predicts_the_weighted_mean_of_its_members_on_the_scan_grid(
     np.testing.assert_array_equal(prediction.labels.array, np.argmax(0.7 * alone + 0.3 * coarse, axis=0))
     np.testing.assert_array_equal(prediction.labels.affine, volume.affine)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 4
+    np.testing.assert_allclose(Predictor.from_model(own, ensemble=False).predict(volume).probabilities, alone,
+                               atol=1e-6)  # `medseg predict --no-ensemble`
+    args = build_parser().parse_args(["predict", "STUDY", "--model", str(own), "--out", "OUT", "--no-ensemble"])
+    assert _predictor_options(args) == {"ensemble": False}
 
 
 def test_members_can_be_added_replaced_and_removed_and_their_weights_follow(
