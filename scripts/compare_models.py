@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{model.name}: shift checks")
             checks = run_checks(model, settings, repo=REPO, log=log)
             write_outputs(checks, args.out / model.name)
-            network = Predictor.from_model(model).network
+            predictor = Predictor.from_model(model)
+            networks = [one.network for one in (predictor, *predictor.members)]  # an ensemble: every member's
             results.append(ModelResults(
                 name=model.name, checks=checks,
                 card=json.loads((model / "model_card.json").read_text(encoding="utf-8")),
-                parameters=sum(p.numel() for p in network.parameters()), memory=memory,
+                parameters=sum(p.numel() for network in networks for p in network.parameters()), memory=memory,
             ))
         log("interleaved timing on the 1 mm whole head")
         timing = interleaved_seconds(args.models, head, rounds=args.rounds, log=log)

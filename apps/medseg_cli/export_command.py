@@ -36,4 +36,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.format} export {result.path}: max abs difference {result.max_abs_diff:.2e} in the logits "
           f"(probabilities {result.probability_diff:.2e}) vs PyTorch on a sample window {list(result.input_shape)} "
           f"({axes}); {result.seconds:.1f} s")
+    from medseg.inference.model_folder import load_model_folder
+
+    members = load_model_folder(args.model_dir).card.ensemble
+    if members:
+        print(f"note: {args.model_dir} is an ensemble; the export holds its own network only, not its members "
+              f"({', '.join(m.name for m in members)}): `medseg predict --runtime {result.format} --no-ensemble` runs it")
     return 0

@@ -60,7 +60,9 @@ def summary_table(models: Sequence[ModelResults]) -> str:
     def training(card: dict[str, Any]) -> str:
         facts = card.get("training", {})
         seconds = facts.get("training_seconds")
-        return f"{seconds / 60:.0f} min, {facts.get('epochs', '?')} epochs" if seconds else "–"
+        members = len(card.get("ensemble") or [])
+        more = f" (its last stage; + {members} ensemble member(s), each with its own card)" if members else ""
+        return f"{seconds / 60:.0f} min, {facts.get('epochs', '?')} epochs{more}" if seconds else "–"
 
     facts: list[tuple[str, list[str]]] = [
         ("parameters", [f"{m.parameters:,}" for m in models]),

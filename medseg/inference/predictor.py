@@ -210,8 +210,8 @@ class Predictor:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         if model.members and ensemble and runtime != "torch":
-            raise ConfigError(f"runtime {runtime!r}: an ensemble model folder runs with runtime 'torch' "
-                              "(its members have no exports of their own)")
+            raise ConfigError(f"runtime {runtime!r}: an ensemble model folder runs with runtime 'torch' (its members "
+                              "have no exports of their own); --no-ensemble runs its own network's export alone")
         # Ensemble members run as this folder's network does (device, TTA, plan, engine, precision) and give
         # only their calibrated probabilities: this folder's card does the rest once, on their weighted mean.
         self.members: tuple[Predictor, ...] = tuple(

@@ -33,27 +33,27 @@ MODEL = ROOT / "models" / "brain-tissue-unet"
 # resampling (1.2 x 0.9 x 1.7 mm, rotated 9/-6/12 degrees) the centroids move by what the acquisition grid
 # changes. Measured (2026-12-04, the model trained with single-subject gray-matter thickness, prior weight 1): CSF
 # 1.96 mm, GM 0.38 mm, WM 0.55 mm; the previous model with prior weight 0.7: 1.19, 0.51, 0.51 mm, with weight 1:
-# 4.06, 0.25 and 2.17 mm. Bars just above, so that this gets no worse.
+# 4.06, 0.25 and 2.17 mm. The ensemble with the 1.5 mm network (2026-12-05): CSF 2.38, GM 0.45, WM 0.43 mm (its 2 mm
+# network alone: 1.96, 0.38, 0.55; the thin CSF's centroid moves most with what each grid captures of it). Bars just
+# above, so that this gets no worse.
 WORLD_MOVE_BOUND_MM = 1e-3
-OBLIQUE_BOUND_MM = {1: 2.3, 2: 0.5, 3: 0.7}
+OBLIQUE_BOUND_MM = {1: 2.5, 2: 0.5, 3: 0.5}
 
-# Bars just under the shipped model's values (docs/model-comparison/brain-tissue-unet/checks.md, 2026-12-05 run, the
-# UNet fine-tuned with the CSF rim tied to the sulcal CSF and a dura layer (models/presets/brain-tissue-unet-rim.yaml),
-# card: 10 mm foreground opening, intensity refinement with the class-conditional bias field, prior weight 0.7; ROBEX's
-# mask with its vertex supplement, medseg/data/real_scans.py): robex brain 0.956, 52 mL outside, GM 0.882, WM 0.902;
-# itk brain 0.951, 120 mL, GM 0.858, WM 0.898. The previous model (gray-matter thickness, prior weight 1), same masks:
-# robex 0.952, 77 mL, 0.855 / 0.890; itk 0.954, 112 mL, 0.826 / 0.858.
+# Bars just under the shipped model's values (docs/model-comparison/brain-tissue-unet/checks.md). Since 2026-12-05 the
+# card is an ensemble: the 2 mm network (weight 2/3) and the same network fine-tuned to 1.5 mm (1/3); card: 10 mm
+# foreground opening, intensity refinement with the class-conditional bias field, prior weight 0.7, skull-stripped
+# background odds 0.5; ROBEX's mask with its vertex supplement (medseg/data/real_scans.py). Whole heads: robex brain
+# 0.958, 37 mL outside, GM 0.889, WM 0.904; itk 0.952, 101 mL, GM 0.874, WM 0.908 (the 2 mm network alone: robex
+# 0.956, 52 mL, 0.882 / 0.902; itk 0.951, 120 mL, 0.858 / 0.898).
 WHOLE_HEAD = {  # name: (brain Dice, mL outside the brain mask at most, GM Dice, WM Dice)
-    "robex-t1": (0.945, 65.0, 0.86, 0.88),
-    "itk-kmeans-t1": (0.94, 135.0, 0.835, 0.875),
+    "robex-t1": (0.95, 45.0, 0.875, 0.89),
+    "itk-kmeans-t1": (0.945, 115.0, 0.86, 0.895),
 }
-# Moved and 5 mm references resampled label-wise (medseg.evaluation.shift_checks.resample_labels, 2026-12-05; by
-# nearest neighbour before). Measured with the card's skull-stripped background odds 0.5 (since 2026-12-05; off in
-# brackets), moved: robex 0.719 / 0.878 / 0.879 (0.679 / 0.867 / 0.875), itk 0.630 / 0.873 / 0.899 (0.664 / 0.872 /
-# 0.898); 5 mm axial: robex 0.590 / 0.850 / 0.862 (0.546 / 0.833 / 0.858; nearest references, off: 0.58 / 0.81 / 0.84:
-# the label at a thick voxel's centre holds more thin CSF than the label filling it).
-STRIPPED_MOVED = {"robex-t1": (0.69, 0.86, 0.865), "itk-kmeans-t1": (0.60, 0.855, 0.88)}  # CSF, GM, WM Dice
-THICK_AXIAL = {"robex-t1": (0.56, 0.83, 0.845)}  # CSF, GM, WM Dice on 5 mm axial slices
+# Moved and 5 mm references resampled label-wise (medseg.evaluation.shift_checks.resample_labels). CSF / GM / WM, the
+# ensemble (the 2 mm network alone in brackets), moved: robex 0.725 / 0.880 / 0.884 (0.719 / 0.878 / 0.879), itk
+# 0.634 / 0.876 / 0.904 (0.630 / 0.873 / 0.899); 5 mm axial: robex 0.591 / 0.849 / 0.864 (0.590 / 0.850 / 0.862).
+STRIPPED_MOVED = {"robex-t1": (0.70, 0.87, 0.875), "itk-kmeans-t1": (0.61, 0.865, 0.89)}  # CSF, GM, WM Dice
+THICK_AXIAL = {"robex-t1": (0.57, 0.84, 0.855)}  # CSF, GM, WM Dice on 5 mm axial slices
 
 
 @pytest.fixture(scope="module")
