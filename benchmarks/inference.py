@@ -169,7 +169,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     big = spec.get("ct", False)
     volume = ct_volume(shape) if big else head_volume(shape, spec.get("layout", "tiled"))
     warm = head_volume((128, 128, 128)) if not big else None
-    predictor = Predictor.from_model(spec["model"], **spec.get("options", {}))
+    # The MONAI rows run one network; so does medseg here (an ensemble folder's own network, ensemble=False).
+    predictor = Predictor.from_model(spec["model"], **{"ensemble": False, **spec.get("options", {})})
     result: dict[str, Any] = {}
     if spec["method"] in ("monai", "monai-bf16", "floor"):
         network = predictor.model.build_network()  # unfused, as a MONAI user has it

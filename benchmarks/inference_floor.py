@@ -90,7 +90,8 @@ def main() -> None:
     # The tiled input holds 8 heads: the card's largest-component clean-up would keep one brain of 8, so it is
     # off here (MONAI's rows have none either); everything else is the default.
     folder = load_model_folder(args.model)
-    folder = replace(folder, card=replace(folder.card, postprocess=replace(
+    # The floor and MONAI run one network: so does medseg (an ensemble folder's own network alone).
+    folder = replace(folder, members=(), card=replace(folder.card, ensemble=(), postprocess=replace(
         folder.card.postprocess, largest_component=False, largest_foreground=False)))
     predictors = {"medseg": Predictor(folder)}
     if args.variants:

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (all models in turn)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    commit = _git_commit(REPO)  # before this run writes its own outputs into the tree
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         "# Brain-tissue models compared on the same cases\n\n"
         f"One run of `scripts/compare_models.py{' --quick' if args.quick else ''}` at git commit "
-        f"{_git_commit(REPO)}: {environment['cpus']} CPUs, torch threads {environment['torch_threads']}, load "
+        f"{commit}: {environment['cpus']} CPUs, torch threads {environment['torch_threads']}, load "
         f"average at start {environment['load_average_at_start'][0]:.1f} (the CPU was shared: times are upper "
         f"bounds); {time.perf_counter() - start:.0f} s. Per-model tables: `<model>/checks.md`."
     )
