@@ -38,8 +38,10 @@ def test_installed_wheel_lists_models_and_builds_the_sample_from_another_folder(
                 [*sorted((ROOT / "datasets").glob("*.yaml")), *sorted((ROOT / "models" / "presets").glob("*.yaml"))]}
     for name in ("brain-tissue-deepmedic", "brain-tissue-unet"):
         model = ROOT / "models" / name
-        expected.update({f"medseg/_bundled/models/{name}/{p.name}": p for p in sorted(model.iterdir())
-                         if p.name in ("model.yaml", "weights.pt", "model_card.json", "calibration.json")})
+        for folder in (model, *sorted((model / "members").glob("*"))):  # an ensemble's members travel too
+            expected.update({f"medseg/_bundled/{p.relative_to(ROOT).as_posix()}": p for p in sorted(folder.iterdir())
+                             if p.name in ("model.yaml", "weights.pt", "model_card.json", "calibration.json")})
+    assert any("/members/unet-1.5mm/weights.pt" in name for name in expected)
     assert set(check.bundled) == set(expected)
     with zipfile.ZipFile(check.wheel) as archive:
         for name, source in expected.items():
