@@ -307,7 +307,16 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
         intensity_refinement=prediction.refinement.to_dict() if prediction.refinement is not None else None,
         # Whether the scan was judged skull-stripped (the card's background odds lowered inside its signal).
         skull_stripped=prediction.stripped.to_dict() if prediction.stripped is not None else None,
+        networks=_networks(predictor),
     )
+
+
+def _networks(predictor: Any) -> list[dict[str, Any]]:
+    """The networks whose probabilities were averaged, and their weights ("own": the folder's own network)."""
+    if not getattr(predictor, "members", ()):
+        return [{"network": "own", "weight": 1.0}]
+    names = ("own", *(member.name for member in predictor.model.card.ensemble))
+    return [{"network": name, "weight": round(weight, 6)} for name, weight in zip(names, predictor.network_weights)]
 
 
 def _finish_case(case_dir: Path, entry: dict[str, Any], input_sha256: str, settings: CaseSettings,

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from predictor_helpers import oblique_affine, sphere_volume, tiny_config, trained_state, write_model_folder
+from predictor_helpers import (
+    oblique_affine,
+    save_nifti,
+    sphere_volume,
+    tiny_config,
+    trained_state,
+    write_model_folder,
+)
 
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import save_calibration
@@ -49,6 +56,20 @@ def test_an_ensemble_predicts_the_weighted_mean_of_its_members_on_the_scan_grid(
                                atol=1e-6)  # `medseg predict --no-ensemble`
     args = build_parser().parse_args(["predict", "STUDY", "--model", str(own), "--out", "OUT", "--no-ensemble"])
     assert _predictor_options(args) == {"ensemble": False}
+
+
+def test_a_batch_case_names_the_networks_behind_it(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    own, member = folders
+    add_member(own, member, 0.25)
+    study = tmp_path / "study"
+    study.mkdir()
+    save_nifti(sphere_volume(oblique_affine(1.5)), study / "scan.nii.gz")
+    for flag, expected in (([], [{"network": "own", "weight": 0.75}, {"network": "coarse", "weight": 0.25}]),
+                           (["--no-ensemble"], [{"network": "own", "weight": 1.0}])):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["predict", str(study), "--model", str(own), "--out", str(out), "--no-progress", *flag]) == 0
+        (case_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        assert json.loads((case_dir / "case.json").read_text())["networks"] == expected
 
 
 def test_members_can_be_added_replaced_and_removed_and_their_weights_follow(
