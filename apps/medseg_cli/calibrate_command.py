@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fit temperature scaling on the validation split; inference then applies it",
         description="Run the model on the VALIDATION patients of the split (never the test patients), fit one "
         "temperature T on sampled voxels' logits, and write MODEL_DIR/calibration.json with the expected "
-        "calibration error before and after.",
+        "calibration error before and after. An ensemble folder (`medseg ensemble`): this fits its own network's T; "
+        "each member keeps the calibration it was added with (calibrate a member before adding it).",
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
                         help="a model folder (`medseg model-folder`)")
