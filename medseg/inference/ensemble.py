@@ -38,6 +38,7 @@ from medseg.inference.model_folder import (
     MEMBERS_DIR,
     WEIGHTS_FILE,
     ModelFolder,
+    check_member_fits,
     load_model_folder,
     swap_into_place,
 )
@@ -75,18 +76,13 @@ def add_member(model_dir: str | Path, member_dir: str | Path, weight: float, *, 
     model = load_model_folder(model_dir)
     member = load_model_folder(member_dir)
     name = check_member_name(name or member.path.resolve().name)
-    if member.members:
-        raise InputError(member.path / CARD_FILE, "an ensemble cannot be a member of another ensemble",
-                         "add its networks one by one")
-    if member.card.class_names != model.card.class_names or member.card.modalities != model.card.modalities:
-        raise InputError(member.path / CARD_FILE,
-                         f"it segments {list(member.card.class_names)} from {list(member.card.modalities)}, the "
-                         f"ensemble {list(model.card.class_names)} from {list(model.card.modalities)}",
-                         "members must segment the same classes from the same modalities")
+    check_member_fits(member, model.card)
     existing = [m for m in model.card.ensemble if m.name != name]
-    if len(existing) != len(model.card.ensemble) and not replace_existing:
+    replaced = sum(m.weight for m in model.card.ensemble if m.name == name)
+    if replaced and not replace_existing:
         raise OutputError(f"{model.path}: already has a member '{name}'; pass --force to replace it, or --name")
-    kept = _rescaled(existing, 1.0 - float(weight))
+    # A replaced member is removed first (the others grow in proportion), then the new one takes its weight.
+    kept = _rescaled(existing, (1.0 - float(weight)) / (1.0 - replaced))
     members_dir = model.path / MEMBERS_DIR
     members_dir.mkdir(exist_ok=True)
     temp = create_temp_dir(members_dir, name)

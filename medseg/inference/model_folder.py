@@ -39,6 +39,7 @@ CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
 MEMBERS_DIR = "members"
+MEMBER_HINT = "rebuild the ensemble with `medseg ensemble MODEL_DIR --add MEMBER_DIR`"
 EXPORT_HINT = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
 
 
@@ -128,24 +129,33 @@ def load_model_folder(model_dir: str | Path) -> ModelFolder:
 
 
 def _load_member(root: Path, name: str, card: ModelCard) -> ModelFolder:
-    """The member folder ``root/members/name``, checked to segment what ``card`` segments, from what it reads.
+    """The member folder ``root/members/name``, checked to fit an ensemble with ``card`` (``check_member_fits``).
 
     Raises:
-        InputError: missing, itself an ensemble, or other classes or modalities than ``card``'s.
+        InputError: missing, or not fitting.
     """
     path = root / MEMBERS_DIR / name
-    hint = "rebuild the ensemble with `medseg ensemble MODEL_DIR --add MEMBER_DIR`"
     if not path.is_dir():
-        raise InputError(path, f"the model card names ensemble member '{name}' but the folder is missing", hint)
+        raise InputError(path, f"the model card names ensemble member '{name}' but the folder is missing",
+                         MEMBER_HINT)
     member = load_model_folder(path)
-    if member.members:
-        raise InputError(path / CARD_FILE, "an ensemble member cannot have members of its own", hint)
-    if member.card.class_names != card.class_names or member.card.modalities != card.modalities:
-        raise InputError(path / CARD_FILE,
-                         f"member '{name}' segments {list(member.card.class_names)} from "
-                         f"{list(member.card.modalities)}, the ensemble {list(card.class_names)} from "
-                         f"{list(card.modalities)}", hint)
+    check_member_fits(member, card)
     return member
+
+
+def check_member_fits(member: ModelFolder, card: ModelCard) -> None:
+    """InputError unless ``member`` can join an ensemble with ``card``.
+
+    It may not have members of its own and must segment the same classes from the same modalities.
+    """
+    if member.members:
+        raise InputError(member.path / CARD_FILE, "an ensemble cannot be a member of another ensemble",
+                         "add its networks one by one")
+    if member.card.class_names != card.class_names or member.card.modalities != card.modalities:
+        raise InputError(member.path / CARD_FILE,
+                         f"it segments {list(member.card.class_names)} from {list(member.card.modalities)}, the "
+                         f"ensemble {list(card.class_names)} from {list(card.modalities)}",
+                         "members must segment the same classes from the same modalities")
 
 
 def inference_config(config: ExperimentConfig) -> ExperimentConfig:
