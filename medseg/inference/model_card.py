@@ -36,6 +36,7 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 # An ensemble member's folder name under MODEL/members/: a plain name, never a path (no separators, no "..").
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 MAX_MEMBER_NAME = 64
+MEMBER_HINT = "rebuild the ensemble with `medseg ensemble MODEL_DIR --add MEMBER_DIR`"
 
 
 def default_colors(class_count: int) -> tuple[str, ...]:
@@ -305,8 +306,7 @@ def read_card(path: str | Path) -> ModelCard:
     try:
         ensemble = ensemble_members(data.get("ensemble"))
     except ValueError as error:
-        raise InputError(path, f"'ensemble' is malformed: {error}",
-                         "rebuild it with `medseg ensemble MODEL_DIR --add MEMBER_DIR`") from None
+        raise InputError(path, f"'ensemble' is malformed: {error}", MEMBER_HINT) from None
     qc = data.get("qc")
     return ModelCard(
         name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,

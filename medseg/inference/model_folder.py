@@ -29,7 +29,14 @@ from torch import nn
 from medseg.config import ExperimentConfig, config_to_dict, load_config, load_yaml
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
-from medseg.inference.model_card import EnsembleMember, ModelCard, check_card_fits, read_card, write_card_text
+from medseg.inference.model_card import (
+    MEMBER_HINT,
+    EnsembleMember,
+    ModelCard,
+    check_card_fits,
+    read_card,
+    write_card_text,
+)
 from medseg.io.temp_names import create_temp_dir
 from medseg.networks import build_network
 from medseg.networks.norm_statistics import with_norm_statistics
@@ -39,7 +46,6 @@ CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
 MEMBERS_DIR = "members"
-MEMBER_HINT = "rebuild the ensemble with `medseg ensemble MODEL_DIR --add MEMBER_DIR`"
 EXPORT_HINT = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
 
 
