@@ -13,11 +13,13 @@ from medseg.evaluation.shift_checks import (
     brain_dice,
     class_dice,
     confidence_metrics,
+    isotropic_grid,
     move,
     oblique_grid,
     outside_mask_ml,
     resample_labels,
     rigid_world,
+    rotation_matrix,
     surface_metrics,
     thick_slices,
 )
@@ -210,3 +212,19 @@ def test_oblique_grid_without_rotation_is_the_mask_box_plus_margin() -> None:
     np.testing.assert_allclose(new_affine, [[1, 0, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], atol=1e-12)
     rotated, _ = oblique_grid(np.eye(4), mask, degrees=17.0)
     assert np.degrees(np.arccos(rotated[1, 1])) == pytest.approx(17.0)
+
+
+def test_isotropic_grid_keeps_the_field_of_view_and_the_axes() -> None:
+    """A 1.5 x 2 x 3 mm oblique grid at 1 mm: same outer corners, same axis directions, 1 mm columns."""
+    rotation = rotation_matrix((17.0, -5.0, 9.0))
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.5, 2.0, 3.0])
+    affine[:3, 3] = (-40.0, 12.5, 7.0)
+    shape = (20, 15, 10)
+    fine, fine_shape = isotropic_grid(affine, shape, 1.0)
+    assert fine_shape == (30, 30, 30)
+    np.testing.assert_allclose(np.linalg.norm(fine[:3, :3], axis=0), 1.0, atol=1e-12)
+    np.testing.assert_allclose(fine[:3, :3] / np.linalg.norm(fine[:3, :3], axis=0), rotation, atol=1e-12)
+    for corner in ((-0.5, -0.5, -0.5), tuple(n - 0.5 for n in shape)):
+        fine_corner = tuple((c + 0.5) * f - 0.5 for c, f in zip(corner, (1.5, 2.0, 3.0)))
+        np.testing.assert_allclose(fine @ (*fine_corner, 1.0), affine @ (*corner, 1.0), atol=1e-9)
