@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from medseg.inference.model_folder import ModelFolder, export_model_folder, load_model_folder
 from medseg.inference.postprocess import class_volumes_ml, keep_largest_component, remove_small_components
-from medseg.inference.predictor import Prediction, Predictor
+from medseg.inference.prediction import Prediction
+from medseg.inference.predictor import Predictor
 from medseg.inference.qc import QCReference, qc_flags
 
 __all__ = [

@@ -17,7 +17,8 @@ Steps of ``Predictor.predict(volume)``:
    argmax. The output affine is the input volume's affine, by construction. An ensemble folder
    (``medseg.inference.ensemble``) runs steps 1-4 for each member on its own grid and with its own
    temperature, and takes the card's weighted mean on the source grid; the steps below run once;
-5. optional clean-up (largest connected component per class, small components by mL);
+5. optional clean-up (largest connected component per class, small components by mL; steps 5-6:
+   ``medseg.inference.prediction``);
 6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,24 +36,17 @@ from torch import nn
 from medseg.config import ExperimentConfig
 from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
-from medseg.inference.finish import first_argmax, labels_and_uncertainty, to_source_grid
-from medseg.inference.foreground_opening import open_foreground
-from medseg.inference.intensity_refinement import RefinementFit, refine_by_intensity
+from medseg.inference.finish import first_argmax, to_source_grid
+from medseg.inference.intensity_refinement import refine_by_intensity
 from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
 from medseg.inference.model_folder import ModelFolder, load_model_folder
-from medseg.inference.postprocess import (
-    class_volumes_ml,
-    keep_largest_component,
-    keep_largest_foreground,
-    remove_small_components,
-)
+from medseg.inference.prediction import CleanUp, Prediction, finish_prediction
 from medseg.inference.preprocess import preprocess_volume
-from medseg.inference.qc import mean_foreground_uncertainty, qc_flags
 from medseg.inference.qc_content import pass_disagreement
-from medseg.inference.stripped_scan import StrippedCheck, adapt_to_skull_stripped
+from medseg.inference.stripped_scan import adapt_to_skull_stripped
 from medseg.inference.tta import tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
-from medseg.types import LabelVolume, Volume
+from medseg.types import Volume
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
 from medseg.windows.run import PlanResult
 
@@ -65,47 +58,6 @@ PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
 SOURCE_SHARE = PREPROCESS_SHARE + NETWORK_SHARE + 0.05  # ... and the probabilities on the scan's grid
 # engine "auto" exports to onnxruntime (a few seconds, once per Predictor) only for scans needing more windows.
 AUTO_ENGINE_MIN_WINDOWS = 4
-
-
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """The result for one scan, on the scan's grid.
-
-    Attributes:
-        labels: (I, J, K) labels; ``labels.affine`` equals the input volume's affine.
-        probabilities: (C, I, J, K) float32 calibrated class probabilities, summing to 1 over C.
-        uncertainty: (I, J, K) float32 predictive entropy / log(C), in 0..1.
-        qc_flags: triage flags (``medseg.inference.qc``), empty when nothing stands out.
-        class_volumes_ml: predicted volume per foreground class name, after clean-up.
-        mean_uncertainty: mean ``uncertainty`` inside the predicted structures (NaN when empty).
-        timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``stripped`` when the card lowers
-            the background's odds on skull-stripped scans, ``refine`` when it refines by intensity,
-            ``postprocess``, ``total``).
-        refinement: the intensity refinement's fit (None when the card has none or it was switched off).
-        stripped: the skull-stripped check (None when the card's ``stripped_background_odds`` is 1).
-    """
-
-    labels: LabelVolume
-    probabilities: np.ndarray
-    uncertainty: np.ndarray
-    qc_flags: tuple[str, ...]
-    class_volumes_ml: dict[str, float]
-    mean_uncertainty: float = math.nan
-    timings: dict[str, float] = field(default_factory=dict)
-    refinement: RefinementFit | None = None
-    stripped: StrippedCheck | None = None
-
-
-def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> int:
-    """Windows MONAI's ``sliding_window_inference`` visits for a volume (its scan-interval rule)."""
-    count = 1
-    for size, roi in zip(shape, window):
-        size = max(size, roi)  # MONAI pads a volume smaller than the window up to it
-        if roi == size:
-            continue
-        step = max(int(roi * (1.0 - overlap)), 1)
-        count *= math.ceil((size - roi) / step) + 1
-    return count
 
 
 class Predictor:
@@ -188,7 +140,6 @@ class Predictor:
             raise ConfigError(f"overlap: must be in [0, 1), got {self.overlap}")
         self.sw_batch_size = max(1, int(sw_batch_size))
         card = model.card.postprocess
-        self.largest_component = card.largest_component if largest_component is None else largest_component
         # The card's intensity refinement (medseg.inference.intensity_refinement), unless switched off here.
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
@@ -203,12 +154,15 @@ class Predictor:
                 card.stripped_background_odds if stripped_background_odds is None else stripped_background_odds)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        self.min_component_ml = card.min_component_ml if min_component_ml is None else float(min_component_ml)
         try:
-            self.foreground_opening_mm = opening_radius(
-                card.foreground_opening_mm if foreground_opening_mm is None else foreground_opening_mm)
+            opening_mm = opening_radius(card.foreground_opening_mm if foreground_opening_mm is None
+                                        else foreground_opening_mm)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        self.clean_up = CleanUp(
+            largest_foreground=card.largest_foreground, foreground_opening_mm=opening_mm,
+            largest_component=card.largest_component if largest_component is None else bool(largest_component),
+            min_component_ml=card.min_component_ml if min_component_ml is None else float(min_component_ml))
         if model.members and ensemble and runtime != "torch":
             raise ConfigError(f"runtime {runtime!r}: an ensemble model folder runs with runtime 'torch' (its members "
                               "have no exports of their own); --no-ensemble runs its own network's export alone")
@@ -355,8 +309,8 @@ class Predictor:
             timings["refine"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        prediction = replace(self._finish(volume, source_probabilities, timings, disagreement, refinement),
-                             stripped=stripped)
+        prediction = finish_prediction(volume, source_probabilities, self.model.card, self.clean_up, timings,
+                                       disagreement, refinement, stripped)
         timings["postprocess"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)
@@ -466,31 +420,6 @@ class Predictor:
                 f"{volume.array.shape[0]} channel(s) but the model takes {expected} ({', '.join(self.modalities)})",
                 "give one scan per modality, in the model's order",
             )
-
-    def _finish(
-        self, volume: Volume, probabilities: np.ndarray, timings: dict[str, float], disagreement: float = math.nan,
-        refinement: RefinementFit | None = None,
-    ) -> Prediction:
-        """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K).
-
-        ``disagreement``: share of predicted voxels changing class between TTA passes (NaN without TTA).
-        """
-        labels, uncertainty = labels_and_uncertainty(probabilities)
-        if self.model.card.postprocess.largest_foreground:
-            if self.foreground_opening_mm > 0:
-                labels = open_foreground(labels, volume.spacing, self.foreground_opening_mm)
-            labels = keep_largest_foreground(labels)
-        if self.largest_component:
-            labels = keep_largest_component(labels)
-        if self.min_component_ml > 0:
-            labels = remove_small_components(labels, volume.spacing, self.min_component_ml)
-        volumes = class_volumes_ml(labels, volume.spacing, self.class_names)
-        mean_uncertainty = mean_foreground_uncertainty(labels, uncertainty)
-        flags = qc_flags(self.model.card.qc, volume, volumes, mean_uncertainty, labels=labels,
-                         tta_disagreement=disagreement)
-        label_volume = LabelVolume(labels, np.array(volume.affine, dtype=np.float64, copy=True), self.class_names)
-        return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings,
-                          refinement)
 
 
 def _check_cancel(cancel: CancelCallback | None) -> None:

@@ -89,14 +89,19 @@ def _round_up(value: int, step: int) -> int:
 
 def _count(size: int, roi: int, overlap: float) -> int:
     if roi >= size:
-        return 1
+        return 1  # MONAI pads a volume smaller than the window up to it
     step = max(int(roi * (1.0 - overlap)), 1)
     return math.ceil((size - roi) / step) + 1
 
 
+def window_count(shape: tuple[int, ...], window: tuple[int, ...], overlap: float) -> int:
+    """Windows over a volume of ``shape``: MONAI ``sliding_window_inference``'s scan-interval rule."""
+    return math.prod(_count(n, w, overlap) for n, w in zip(shape, window))
+
+
 def _windows_plan(request: PlanRequest) -> WindowPlan:
     window = request.geometry.infer_window
-    forwards = math.prod(_count(n, w, request.overlap) for n, w in zip(request.shape, window))
+    forwards = window_count(request.shape, window, request.overlap)
     work = working_bytes(request.config, window, request.geometry.margin)
     estimate = peak_bytes(request.shape, request.config.in_channels, request.config.out_channels, "windows", work)
     return WindowPlan("windows", window, request.overlap, request.crop, estimate, forwards)
@@ -130,7 +135,7 @@ def _whole_plan(request: PlanRequest) -> WindowPlan:
             f"memory budget {request.budget_bytes / 2**30:.1f} GB: a scan of {list(shape)} voxels needs at least "
             f"{estimate / 2**30:.1f} GB with the smallest windows; raise the budget"
         )
-    forwards = math.prod(_count(n, w, overlap) for n, w in zip(shape, window))
+    forwards = window_count(shape, window, overlap)
     return WindowPlan("windows", tuple(window), overlap, False, estimate, forwards)
 
 

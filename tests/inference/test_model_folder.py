@@ -124,8 +124,8 @@ def test_export_records_the_foreground_opening_and_refuses_it_alone(run: tuple[P
     _, run_dir = run
     model = export_model_folder(run_dir, tmp_path / "opened", largest_foreground=True, foreground_opening_mm=10.0)
     assert load_model_folder(model).card.postprocess.foreground_opening_mm == 10.0
-    assert Predictor.from_model(model).foreground_opening_mm == 10.0
-    assert Predictor.from_model(model, foreground_opening_mm=0).foreground_opening_mm == 0.0
+    assert Predictor.from_model(model).clean_up.foreground_opening_mm == 10.0
+    assert Predictor.from_model(model, foreground_opening_mm=0).clean_up.foreground_opening_mm == 0.0
     with pytest.raises(ConfigError, match="foreground_opening_mm"):
         Predictor.from_model(model, foreground_opening_mm=-3)
     with pytest.raises(ConfigError, match="needs --largest-foreground"):

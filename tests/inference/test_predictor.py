@@ -17,10 +17,11 @@ from predictor_helpers import (
     write_model_folder,
 )
 
-from medseg.inference.predictor import Predictor, window_count
+from medseg.inference.predictor import Predictor
 from medseg.io.dicom_export import write_dicom_series
 from medseg.io.read import read_scan
 from medseg.types import Volume
+from medseg.windows.plans import window_count
 
 RAS = np.diag([1.5, 1.5, 1.5, 1.0])
 

@@ -22,7 +22,7 @@ import pytest
 from placement_helpers import grid_affine, moved, resampled, world_centroid
 from real_scan_helpers import assert_stripped_moved, assert_whole_head, load_real_checks
 
-from medseg.evaluation.shift_checks import class_dice, thick_slices
+from medseg.evaluation.shift_checks import CheckSettings, class_dice, one_mm_oblique_row, thick_slices
 from medseg.inference import Predictor
 from medseg.io import read_labels, read_scan
 from medseg.types import Volume
@@ -54,6 +54,9 @@ WHOLE_HEAD = {  # name: (brain Dice, mL outside the brain mask at most, GM Dice,
 # 0.634 / 0.876 / 0.904 (0.630 / 0.873 / 0.899); 5 mm axial: robex 0.591 / 0.849 / 0.864 (0.590 / 0.850 / 0.862).
 STRIPPED_MOVED = {"robex-t1": (0.70, 0.87, 0.875), "itk-kmeans-t1": (0.61, 0.865, 0.89)}  # CSF, GM, WM Dice
 THICK_AXIAL = {"robex-t1": (0.57, 0.84, 0.855)}  # CSF, GM, WM Dice on 5 mm axial slices
+# The moved ROBEX brain at 1 mm (cubic) as a 17-degree oblique DICOM series vs the same data in memory
+# (shift_checks.one_mm_oblique_row): mean class agreement, measured 0.930 (CSF 0.866, GM 0.960, WM 0.966).
+ONE_MM_OBLIQUE_AGREEMENT = {"robex-t1": 0.92}
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,16 @@ def test_a_real_brain_in_5mm_axial_slices(predictor: Predictor, real_checks: dic
     dice = class_dice(predictor.predict(Volume(image[None], affine, ("T1",))).labels.array, reference)
     values = (dice["CSF"], dice["GM"], dice["WM"])
     assert all(value >= bar for value, bar in zip(values, THICK_AXIAL[name])), dice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ONE_MM_OBLIQUE_AGREEMENT))
+def test_a_1mm_oblique_dicom_series_gets_the_same_tissue_as_the_nifti(
+    predictor: Predictor, real_checks: dict[str, dict], name: str,
+) -> None:
+    check = real_checks[name]
+    row = one_mm_oblique_row(predictor, check, check["image"] * check["mask"], CheckSettings(), lambda text: None)
+    assert row["agreement"] >= ONE_MM_OBLIQUE_AGREEMENT[name], row["agreement_per_class"]
 
 
 @pytest.mark.slow
