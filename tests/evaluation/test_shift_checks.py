@@ -22,6 +22,7 @@ from medseg.evaluation.shift_checks import (
     rotation_matrix,
     surface_metrics,
     thick_slices,
+    write_outputs,
 )
 
 
@@ -228,3 +229,27 @@ def test_isotropic_grid_keeps_the_field_of_view_and_the_axes() -> None:
     for corner in ((-0.5, -0.5, -0.5), tuple(n - 0.5 for n in shape)):
         fine_corner = tuple((c + 0.5) * f - 0.5 for c, f in zip(corner, (1.5, 2.0, 3.0)))
         np.testing.assert_allclose(fine @ (*fine_corner, 1.0), affine @ (*corner, 1.0), atol=1e-9)
+
+
+def test_checks_md_names_each_dicom_rows_controls(tmp_path) -> None:
+    """Both DICOM rows ((e) with every control, (f) with one) are written out; each control under its name."""
+    agree = {"CSF": 0.8, "GM": 0.9, "WM": 0.95, "mean": 0.883}
+    rows = [
+        {"condition": "scan: moved, oblique 17° DICOM vs NIfTI", "group": "real: scan", "dice": agree,
+         "agreement": 0.9, "controls": {"nifti_read_vs_in_memory": agree, "axial_dicom_vs_nifti": agree,
+                                        "oblique_dicom_vs_oblique_nifti": agree, "nifti_dice_vs_reference": agree}},
+        {"condition": "scan: moved, 1 mm, oblique 17° DICOM vs NIfTI", "group": "real: scan", "dice": agree,
+         "agreement": 0.93, "controls": {"nifti_dice_vs_reference": {**agree, "mean": 0.812}}},
+    ]
+    results = {
+        "rows": rows, "model_dir": "models/x", "git_commit": "abc", "total_seconds": 1.0,
+        "model": {"weights_sha256": "0" * 64, "temperature": 1.2},
+        "settings": {"tta": False, "quick": False, "ece_bins": 15, "boundary_margin_voxels": 2.0},
+        "environment": {"cpus": 2, "torch_threads": 2, "load_average_at_start": [0.5, 0.5, 0.5]},
+    }
+    _, md_path = write_outputs(results, tmp_path)
+    text = md_path.read_text(encoding="utf-8")
+    assert "| scan: moved, 1 mm, oblique 17° DICOM vs NIfTI |" in text and "| 0.93 |" in text
+    assert "axial DICOM vs NIfTI 0.883; oblique DICOM vs the same oblique data as NIfTI 0.883" in text
+    assert "scan: moved, 1 mm, oblique 17° DICOM vs NIfTI, controls (mean class agreement or Dice): NIfTI path " \
+           "vs reference: mean Dice 0.812." in text
