@@ -1,7 +1,7 @@
 """`medseg ensemble`: list, add or remove the members of an ensemble model folder.
 
     medseg ensemble MODEL_DIR                                  (list the networks and their weights)
-    medseg ensemble MODEL_DIR --add MEMBER_DIR --weight 0.5 [--name NAME] [--force]
+    medseg ensemble MODEL_DIR --add MEMBER_DIR --weight 0.5 [--name NAME] [--force] [--role mean|outline]
     medseg ensemble MODEL_DIR --remove NAME
 """
 
@@ -22,8 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="add or remove networks whose probabilities a model folder averages with its own",
         description="A model folder can average its own network's calibrated probabilities with those of member "
         "model folders copied into MODEL_DIR/members/ (each on its own grid, with its own temperature); the "
-        "folder's own card then refines, cleans up and checks the mean once. Without --add or --remove: list "
-        "the networks and their weights.",
+        "folder's own card then refines, cleans up and checks the mean once. An outline member (--role outline) "
+        "is not in the mean: on scans with the skull on it may only trim the mean's brain outline, by its weight. "
+        "Without --add or --remove: list the networks and their weights.",
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="the ensemble's model folder")
     change = parser.add_mutually_exclusive_group()
@@ -36,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "by 1 - W (default 0.5: a first member makes a half-and-half mean)")
     parser.add_argument("--name", default="", help="with --add: the member's folder name (default: MEMBER_DIR's name)")
     parser.add_argument("--force", action="store_true", help="with --add: replace a member of the same name")
+    parser.add_argument("--role", choices=("mean", "outline"), default="mean",
+                        help="with --add: 'mean' (default) joins the weighted mean; 'outline' only raises the mean's "
+                        "background toward this network's where it sees background more surely, on scans with the "
+                        "skull on, by --weight (medseg.inference.outline_member); at most one")
     parser.set_defaults(run=run)
 
 
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.add is not None:
         try:
             model = add_member(args.model_dir, resolve("model", args.add), args.weight, name=args.name,
-                               replace_existing=args.force)
+                               replace_existing=args.force, role=args.role)
         except ValueError as error:
             raise ConfigError(str(error)) from None
     elif args.remove is not None:
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{model.path}:")
     print(f"  own network: {_network(model)}, weight {model.card.own_weight:.3g}")
     for member, folder in zip(model.card.ensemble, model.members):
-        print(f"  member {member.name}: {_network(folder)}, weight {member.weight:.3g}")
+        role = "" if member.role == "mean" else f" ({member.role} member: trims the brain outline on whole heads)"
+        print(f"  member {member.name}: {_network(folder)}, weight {member.weight:.3g}{role}")
     return 0
 
 

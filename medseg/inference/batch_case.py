@@ -308,15 +308,21 @@ def _write_outputs(case_dir: Path, volume: Volume, prediction: Any, predictor: A
         # Whether the scan was judged skull-stripped (the card's background odds lowered inside its signal).
         skull_stripped=prediction.stripped.to_dict() if prediction.stripped is not None else None,
         networks=_networks(predictor),
+        # What the ensemble's outline member did (medseg.inference.outline_member): None without one or when skipped.
+        outline_member=prediction.outline.to_dict() if prediction.outline is not None else None,
     )
 
 
 def _networks(predictor: Any) -> list[dict[str, Any]]:
-    """The networks whose probabilities were averaged, and their weights ("own": the folder's own network)."""
-    if not getattr(predictor, "members", ()):
-        return [{"network": "own", "weight": 1.0}]
-    names = ("own", *(member.name for member in predictor.model.card.ensemble))
-    return [{"network": name, "weight": round(weight, 6)} for name, weight in zip(names, predictor.network_weights)]
+    """The networks behind the labels: those averaged with their weights ("own": the folder's own network), and
+    an outline member with its role and weight."""
+    outline = getattr(predictor, "outline_member", None)
+    names = ("own", *(m.name for m in predictor.model.card.ensemble if m.role == "mean")) \
+        if getattr(predictor, "members", ()) else ("own",)
+    networks = [{"network": name, "weight": round(weight, 6)} for name, weight in zip(names, predictor.network_weights)]
+    if outline is not None:
+        networks.append({"network": outline[0], "role": "outline", "weight": round(outline[1], 6)})
+    return networks
 
 
 def _finish_case(case_dir: Path, entry: dict[str, Any], input_sha256: str, settings: CaseSettings,

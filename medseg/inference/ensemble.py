@@ -12,6 +12,9 @@ window or network) with its own temperature, its probabilities are resampled to 
 the weighted mean goes through the folder's own card once: skull-stripped odds, intensity refinement,
 clean-up, QC. Members' own clean-up settings are not used.
 
+A member with ``"role": "outline"`` (at most one) is not in the mean: on scans with the skull on it may only
+trim the mean's brain outline, by its weight (``medseg.inference.outline_member``); the other weights ignore it.
+
 Why: networks trained on different grids err in different places (a 2 mm network keeps the brain's
 extent on whole heads, a 1.5 mm one its tissue boundaries), and where they disagree the mean is
 uncertain, which is where the errors are (the shipped brain UNet's card has the numbers). MONAI's
@@ -31,7 +34,13 @@ from pathlib import Path
 
 from medseg.errors import InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE
-from medseg.inference.model_card import EnsembleMember, check_member_name, write_card_text
+from medseg.inference.model_card import (
+    EnsembleMember,
+    check_member_name,
+    check_member_role,
+    check_member_weight,
+    write_card_text,
+)
 from medseg.inference.model_folder import (
     CARD_FILE,
     CONFIG_FILE,
@@ -49,11 +58,12 @@ MEMBER_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, CALIBRATION_FILE)  # what 
 
 
 def add_member(model_dir: str | Path, member_dir: str | Path, weight: float, *, name: str = "",
-               replace_existing: bool = False) -> ModelFolder:
+               replace_existing: bool = False, role: str = "mean") -> ModelFolder:
     """Copy the model folder ``member_dir`` into ``model_dir`` as an ensemble member weighing ``weight``.
 
-    The members already there keep their share of the rest: each weight is multiplied by ``1 - weight``
-    (the folder's own network too), so a first member at 0.5 gives a half-and-half mean.
+    A mean member: the members already there keep their share of the rest: each weight is multiplied by
+    ``1 - weight`` (the folder's own network too), so a first member at 0.5 gives a half-and-half mean. An
+    outline member (``role="outline"``) leaves the mean's weights alone; a card has at most one.
 
     Args:
         model_dir: the ensemble's model folder (its own network stays as it is).
@@ -62,6 +72,7 @@ def add_member(model_dir: str | Path, member_dir: str | Path, weight: float, *, 
         weight: the new member's weight in (0, 1).
         name: the member's folder name (default: ``member_dir``'s name).
         replace_existing: replace a member of that name (its weight and files).
+        role: ``"mean"`` or ``"outline"`` (``medseg.inference.outline_member``).
 
     Returns:
         The ensemble as loaded after the change.
@@ -69,20 +80,24 @@ def add_member(model_dir: str | Path, member_dir: str | Path, weight: float, *, 
     Raises:
         InputError: either folder does not load, the member is itself an ensemble or segments other classes.
         OutputError: a member of that name exists and ``replace_existing`` is False, or the folder cannot be written.
-        ValueError: a bad weight or name.
+        ValueError: a bad weight, name or role, or a second outline member.
     """
-    if isinstance(weight, bool) or not 0.0 < float(weight) < 1.0:
-        raise ValueError(f"an ensemble member's weight must be in (0, 1), got {weight!r}")
+    weight = check_member_weight(weight)
+    role = check_member_role(role)
     model = load_model_folder(model_dir)
     member = load_model_folder(member_dir)
     name = check_member_name(name or member.path.resolve().name)
     check_member_fits(member, model.card)
     existing = [m for m in model.card.ensemble if m.name != name]
-    replaced = sum(m.weight for m in model.card.ensemble if m.name == name)
-    if replaced and not replace_existing:
+    if any(m.name == name for m in model.card.ensemble) and not replace_existing:
         raise OutputError(f"{model.path}: already has a member '{name}'; pass --force to replace it, or --name")
+    if role == "outline" and any(m.role == "outline" for m in existing):
+        raise ValueError(f"{model.path}: already has an outline member; remove it first (--remove NAME)")
     # A replaced member is removed first (the others grow in proportion), then the new one takes its weight.
-    kept = _rescaled(existing, (1.0 - float(weight)) / (1.0 - replaced))
+    replaced = sum(m.weight for m in model.card.ensemble if m.name == name and m.role == "mean")
+    kept = _rescaled(existing, 1.0 / (1.0 - replaced))
+    if role == "mean":
+        kept = _rescaled(kept, 1.0 - weight)
     members_dir = model.path / MEMBERS_DIR
     members_dir.mkdir(exist_ok=True)
     temp = create_temp_dir(members_dir, name)
@@ -94,12 +109,12 @@ def add_member(model_dir: str | Path, member_dir: str | Path, weight: float, *, 
     except OSError as error:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"{members_dir / name}: cannot write the member ({error.strerror or error})") from None
-    _write_card(model, (*kept, EnsembleMember(name, float(weight))))
+    _write_card(model, (*kept, EnsembleMember(name, weight, role)))
     return load_model_folder(model.path)
 
 
 def remove_member(model_dir: str | Path, name: str) -> ModelFolder:
-    """Drop the member ``name`` from ``model_dir``; the others' weights grow in proportion.
+    """Drop the member ``name`` from ``model_dir``; the other mean members' weights grow in proportion.
 
     Raises:
         InputError: the folder does not load or has no member of that name.
@@ -110,14 +125,16 @@ def remove_member(model_dir: str | Path, name: str) -> ModelFolder:
         raise InputError(model.path / CARD_FILE, f"no ensemble member '{name}' (members: {', '.join(names) or 'none'})",
                          "`medseg ensemble MODEL_DIR` lists them")
     removed = model.card.ensemble[names.index(name)]
-    kept = _rescaled([m for m in model.card.ensemble if m.name != name], 1.0 / (1.0 - removed.weight))
+    kept = _rescaled([m for m in model.card.ensemble if m.name != name],
+                     1.0 / (1.0 - removed.weight) if removed.role == "mean" else 1.0)
     _write_card(model, tuple(kept))
     shutil.rmtree(model.path / MEMBERS_DIR / name, ignore_errors=True)
     return load_model_folder(model.path)
 
 
 def _rescaled(members: list[EnsembleMember], factor: float) -> list[EnsembleMember]:
-    return [EnsembleMember(m.name, m.weight * factor) for m in members]
+    """Mean members' weights times ``factor``; an outline member's weight is its own and stays."""
+    return [replace(m, weight=m.weight * factor) if m.role == "mean" else m for m in members]
 
 
 def _write_card(model: ModelFolder, members: tuple[EnsembleMember, ...]) -> None:

@@ -5,7 +5,8 @@ Layout (format ``medseg-model-card/1``)::
     {"format", "name", "description", "network", "class_names": [..], "colors": ["#rrggbb", ..],
      "modalities": [..], "postprocess": {"largest_component": bool, "min_component_ml": float},
      "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null,
-     "ensemble": [{"member": NAME, "weight": W}, ..]   (optional: medseg.inference.ensemble)}
+     "ensemble": [{"member": NAME, "weight": W, ["role": "mean" | "outline"]}, ..]
+                 (optional: medseg.inference.ensemble; an outline member: medseg.inference.outline_member)}
 
 Colours are hex RGB strings, index = label value; background is black (shown transparent).
 """
@@ -99,12 +100,23 @@ def opening_radius(value: Any) -> float:
     return radius
 
 
+MEMBER_ROLES = ("mean", "outline")
+
+
 @dataclass(frozen=True)
 class EnsembleMember:
-    """One member of an ensemble card: the folder ``MODEL/members/<name>`` and its weight in (0, 1)."""
+    """One member of an ensemble card: the folder ``MODEL/members/<name>``, its weight in (0, 1) and its role.
+
+    ``"mean"``: its probabilities join the weighted mean; ``"outline"``: it only trims the mean's brain outline on
+    scans with the skull on, by ``weight`` (``medseg.inference.outline_member``); at most one per card.
+    """
 
     name: str
     weight: float
+    role: str = "mean"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"member": self.name, "weight": self.weight, **({"role": self.role} if self.role != "mean" else {})}
 
 
 def check_member_name(name: Any) -> str:
@@ -119,8 +131,9 @@ def ensemble_members(entry: Any) -> tuple[EnsembleMember, ...]:
     """The card's ``ensemble`` list; () when absent.
 
     Raises:
-        ValueError: not a list of ``{"member", "weight"}``, a bad or repeated name, a weight outside (0, 1),
-            or member weights summing to 1 or more (the folder's own network keeps the rest).
+        ValueError: not a list of ``{"member", "weight", ["role"]}``, a bad or repeated name, a weight outside
+            (0, 1), an unknown role, more than one outline member, or mean members' weights summing to 1 or more
+            (the folder's own network keeps the rest).
     """
     if entry is None:
         return ()
@@ -128,18 +141,32 @@ def ensemble_members(entry: Any) -> tuple[EnsembleMember, ...]:
         raise ValueError(f"'ensemble' must be a list of {{'member', 'weight'}}, got {entry!r}")
     members = []
     for item in entry:
-        if not isinstance(item, dict) or set(item) != {"member", "weight"}:
-            raise ValueError(f"each 'ensemble' entry takes exactly 'member' and 'weight', got {item!r}")
-        weight = item["weight"]
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < float(weight) < 1.0:
-            raise ValueError(f"an ensemble member's weight must be a number in (0, 1), got {weight!r}")
-        members.append(EnsembleMember(check_member_name(item["member"]), float(weight)))
+        if not isinstance(item, dict) or not {"member", "weight"} <= set(item) <= {"member", "weight", "role"}:
+            raise ValueError(f"each 'ensemble' entry takes 'member', 'weight' and optionally 'role', got {item!r}")
+        members.append(EnsembleMember(check_member_name(item["member"]), check_member_weight(item["weight"]),
+                                      check_member_role(item.get("role", "mean"))))
     names = [member.name for member in members]
     if len(set(names)) != len(names):
         raise ValueError(f"ensemble members repeat a name: {names}")
-    if sum(member.weight for member in members) >= 1.0 - 1e-9:
+    if sum(member.role == "outline" for member in members) > 1:
+        raise ValueError("an ensemble has at most one outline member")
+    if sum(member.weight for member in members if member.role == "mean") >= 1.0 - 1e-9:
         raise ValueError("ensemble member weights must sum to less than 1 (the folder's own network weighs the rest)")
     return tuple(members)
+
+
+def check_member_weight(weight: Any) -> float:
+    """``weight`` as a member's weight; ValueError unless a number in (0, 1)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < float(weight) < 1.0:
+        raise ValueError(f"an ensemble member's weight must be a number in (0, 1), got {weight!r}")
+    return float(weight)
+
+
+def check_member_role(role: Any) -> str:
+    """``role`` as a member's role; ValueError unless one of ``MEMBER_ROLES``."""
+    if role not in MEMBER_ROLES:
+        raise ValueError(f"an ensemble member's role must be one of {', '.join(MEMBER_ROLES)}, got {role!r}")
+    return str(role)
 
 
 @dataclass(frozen=True)
@@ -175,8 +202,8 @@ class ModelCard:
 
     @property
     def own_weight(self) -> float:
-        """The weight of this folder's own network in the ensemble average (1 without members)."""
-        return 1.0 - sum(member.weight for member in self.ensemble)
+        """The weight of this folder's own network in the ensemble average (1 without mean members)."""
+        return 1.0 - sum(member.weight for member in self.ensemble if member.role == "mean")
 
     @property
     def rgb(self) -> tuple[tuple[float, float, float], ...]:
@@ -199,7 +226,7 @@ class ModelCard:
                                if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
             **({"evaluation": self.evaluation} if self.evaluation else {}),
-            **({"ensemble": [{"member": m.name, "weight": m.weight} for m in self.ensemble]} if self.ensemble else {}),
+            **({"ensemble": [member.to_dict() for member in self.ensemble]} if self.ensemble else {}),
         }
 
 

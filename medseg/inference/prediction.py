@@ -17,6 +17,7 @@ from medseg.inference.finish import labels_and_uncertainty
 from medseg.inference.foreground_opening import open_foreground
 from medseg.inference.intensity_refinement import RefinementFit
 from medseg.inference.model_card import ModelCard
+from medseg.inference.outline_member import OutlineTrim
 from medseg.inference.postprocess import (
     class_volumes_ml,
     keep_largest_component,
@@ -44,6 +45,7 @@ class Prediction:
             ``postprocess``, ``total``).
         refinement: the intensity refinement's fit (None when the card has none or it was switched off).
         stripped: the skull-stripped check (None when the card's ``stripped_background_odds`` is 1).
+        outline: what the ensemble's outline member did (None without one, or on a skull-stripped scan).
     """
 
     labels: LabelVolume
@@ -55,6 +57,7 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     refinement: RefinementFit | None = None
     stripped: StrippedCheck | None = None
+    outline: OutlineTrim | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class CleanUp:
 def finish_prediction(
     volume: Volume, probabilities: np.ndarray, card: ModelCard, clean_up: CleanUp, timings: dict[str, float],
     disagreement: float = math.nan, refinement: RefinementFit | None = None, stripped: StrippedCheck | None = None,
+    outline: OutlineTrim | None = None,
 ) -> Prediction:
     """Labels, clean-up, uncertainty, volumes and QC flags from source-grid probabilities (C, I, J, K).
 
@@ -100,6 +104,8 @@ def finish_prediction(
     volumes = class_volumes_ml(labels, volume.spacing, card.class_names)
     mean_uncertainty = mean_foreground_uncertainty(labels, uncertainty)
     flags = qc_flags(card.qc, volume, volumes, mean_uncertainty, labels=labels, tta_disagreement=disagreement)
+    if outline is not None and outline.qc_flag():
+        flags = (*flags, outline.qc_flag())
     label_volume = LabelVolume(labels, np.array(volume.affine, dtype=np.float64, copy=True), card.class_names)
     return Prediction(label_volume, probabilities, uncertainty, flags, volumes, mean_uncertainty, timings,
-                      refinement, stripped)
+                      refinement, stripped, outline)

@@ -16,7 +16,8 @@ Steps of ``Predictor.predict(volume)``:
    to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
    argmax. The output affine is the input volume's affine, by construction. An ensemble folder
    (``medseg.inference.ensemble``) runs steps 1-4 for each member on its own grid and with its own
-   temperature, and takes the card's weighted mean on the source grid; the steps below run once;
+   temperature, and takes the card's weighted mean on the source grid; the steps below run once (after the
+   skull-stripped check, an outline member may trim the mean's brain outline: ``medseg.inference.outline_member``);
 5. optional clean-up (largest connected component per class, small components by mL; steps 5-6:
    ``medseg.inference.prediction``);
 6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
@@ -40,6 +41,7 @@ from medseg.inference.finish import first_argmax, to_source_grid
 from medseg.inference.intensity_refinement import refine_by_intensity
 from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
 from medseg.inference.model_folder import ModelFolder, load_model_folder
+from medseg.inference.outline_member import trim_outline
 from medseg.inference.prediction import CleanUp, Prediction, finish_prediction
 from medseg.inference.preprocess import preprocess_volume
 from medseg.inference.qc_content import pass_disagreement
@@ -168,15 +170,24 @@ class Predictor:
                               "have no exports of their own); --no-ensemble runs its own network's export alone")
         # Ensemble members run as this folder's network does (device, TTA, plan, engine, precision) and give
         # only their calibrated probabilities: this folder's card does the rest once, on their weighted mean.
+        def member_predictor(member: ModelFolder) -> Predictor:
+            return Predictor(member, device=device, tta=tta, sw_batch_size=sw_batch_size, fast=fast, engine=engine,
+                             crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
+                             memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm,
+                             channels_last=channels_last, intensity_refinement=False)
+
+        entries = model.card.ensemble if ensemble else ()
+        folders = dict(zip((entry.name for entry in model.card.ensemble), model.members))
         self.members: tuple[Predictor, ...] = tuple(
-            Predictor(member, device=device, tta=tta, sw_batch_size=sw_batch_size, fast=fast, engine=engine,
-                      crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
-                      memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm, channels_last=channels_last,
-                      intensity_refinement=False)
-            for member in (model.members if ensemble else ()))
-        # The weights of this network and each member in the mean (the card's; 1 for this network alone).
+            member_predictor(folders[entry.name]) for entry in entries if entry.role == "mean")
+        # The weights of this network and each mean member (the card's; 1 for this network alone).
         self.network_weights: tuple[float, ...] = (
-            (model.card.own_weight, *(member.weight for member in model.card.ensemble)) if self.members else (1.0,))
+            (model.card.own_weight, *(entry.weight for entry in entries if entry.role == "mean")) if self.members
+            else (1.0,))
+        # The outline member (medseg.inference.outline_member): (name, weight, its predictor), or None.
+        self.outline_member: tuple[str, float, Predictor] | None = next(
+            ((entry.name, entry.weight, member_predictor(folders[entry.name]))
+             for entry in entries if entry.role == "outline"), None)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
                               else bool(channels_last))
@@ -278,12 +289,12 @@ class Predictor:
         # An ensemble: each member's calibrated probabilities on the scan's grid, weighted (the card's weights).
         predictors = (self, *self.members)
         weights = self.network_weights
+        parts = len(predictors) + (self.outline_member is not None)  # progress: one share per network
         source_probabilities: np.ndarray | None = None
         disagreements = []
         for index, (predictor, weight) in enumerate(zip(predictors, weights)):
             member_probabilities, disagreement = predictor._source_probabilities(
-                volume, timings, cancel,
-                lambda done, index=index: report((index * SOURCE_SHARE + done) / len(predictors)))
+                volume, timings, cancel, lambda done, index=index: report((index * SOURCE_SHARE + done) / parts))
             disagreements.append(disagreement)
             if source_probabilities is None:
                 source_probabilities = member_probabilities if len(predictors) == 1 else weight * member_probabilities
@@ -300,6 +311,16 @@ class Predictor:
                                                self.stripped_background_odds)
             timings["stripped"] = time.perf_counter() - mark
 
+        outline = None
+        if self.outline_member is not None and not (stripped is not None and stripped.skull_stripped):
+            name, weight, member = self.outline_member
+            member_probabilities, _ = member._source_probabilities(
+                volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts))
+            mark = time.perf_counter()
+            outline = trim_outline(source_probabilities, member_probabilities[0], weight, name)
+            del member_probabilities
+            timings["outline"] = time.perf_counter() - mark
+
         refinement = None
         if self.refine_classes:
             mark = time.perf_counter()
@@ -310,7 +331,7 @@ class Predictor:
 
         mark = time.perf_counter()
         prediction = finish_prediction(volume, source_probabilities, self.model.card, self.clean_up, timings,
-                                       disagreement, refinement, stripped)
+                                       disagreement, refinement, stripped, outline)
         timings["postprocess"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(1.0)

@@ -94,7 +94,7 @@ def test_members_can_be_added_replaced_and_removed_and_their_weights_follow(
     out = capsys.readouterr().out
     assert "own network: unet, 1.5 x 1.5 x 1.5 mm, T 1, weight 0.818" in out and "member fine" in out
     assert main(["ensemble", str(own), "--add", str(member), "--weight", "1.5"]) == 2
-    assert "weight must be in (0, 1)" in capsys.readouterr().err
+    assert "weight must be a number in (0, 1)" in capsys.readouterr().err
 
 
 def test_a_member_is_checked_like_any_model_folder_and_never_runs_code(
@@ -109,7 +109,7 @@ def test_a_member_is_checked_like_any_model_folder_and_never_runs_code(
         with pytest.raises(InputError, match="plain folder name"):
             load_model_folder(own)
     for entry, message in (([{"member": "coarse", "weight": 1.0}], "in \\(0, 1\\)"),
-                           ([{"member": "coarse", "weight": 0.5, "code": "x"}], "exactly 'member' and 'weight'"),
+                           ([{"member": "coarse", "weight": 0.5, "code": "x"}], "'member', 'weight' and optionally 'role'"),
                            ([{"member": "coarse", "weight": 0.6}, {"member": "other", "weight": 0.6}], "sum to less")):
         card_path.write_text(json.dumps({**card, "ensemble": entry}))
         with pytest.raises(InputError, match=message):

@@ -12,6 +12,7 @@ from medseg.errors import InputError
 from medseg.inference.foreground_opening import open_foreground, opened_region
 from medseg.inference.model_card import read_card, write_card_text
 from medseg.inference.postprocess import keep_largest_foreground
+from medseg.inference.prediction import CleanUp
 
 
 def _ellipsoid(shape: tuple[int, int, int], centre: tuple[float, ...], radii_mm: tuple[float, ...],
@@ -53,6 +54,17 @@ def test_a_blob_joined_through_a_narrow_bridge_is_cut_and_the_brain_keeps_its_ou
     kept = opened[brain] > 0
     assert kept.mean() > 0.995, kept.mean()  # the brain's outline survives (measured 1.0 on these)
     np.testing.assert_array_equal(opened[opened > 0], labels[opened > 0])  # classes are never changed
+
+
+def test_the_predictions_clean_up_opens_before_it_keeps_the_largest_foreground() -> None:
+    """``CleanUp`` (what every prediction goes through) cuts the bridged blob only with its opening radius."""
+    spacing = (1.5, 1.5, 1.5)
+    labels, brain, blob = _brain_with_a_bridged_blob(spacing)
+    assert CleanUp(largest_foreground=True).apply(labels, spacing)[blob].all()
+    opened = CleanUp(largest_foreground=True, foreground_opening_mm=10.0).apply(labels, spacing)
+    assert not opened[blob].any() and (opened[brain] > 0).mean() > 0.995
+    # the opening serves the largest-foreground clean-up: without it, nothing is cut
+    np.testing.assert_array_equal(CleanUp(foreground_opening_mm=10.0).apply(labels, spacing), labels)
 
 
 def test_a_wide_join_is_not_cut_and_a_structure_thinner_than_the_ball_is_left_alone() -> None:
