@@ -100,6 +100,8 @@ class Predictor:
             ``medseg export`` (run in float32).
         ensemble: with an ensemble folder (``medseg.inference.ensemble``), average its members' probabilities
             with this network's (False: this folder's own network alone, its card's clean-up unchanged).
+        outline_member: with ``ensemble``, let the card's outline member trim the mean's outline on scans with the
+            skull on (``medseg.inference.outline_member``; False: the mean alone).
         trust_export: load the export even when this user's medseg did not make it
             (``medseg.research.export_trust``: loading an export runs code from it).
     """
@@ -130,6 +132,7 @@ class Predictor:
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
         ensemble: bool = True,
+        outline_member: bool = True,
     ) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
@@ -187,7 +190,7 @@ class Predictor:
         # The outline member (medseg.inference.outline_member): (name, weight, its predictor), or None.
         self.outline_member: tuple[str, float, Predictor] | None = next(
             ((entry.name, entry.weight, member_predictor(folders[entry.name]))
-             for entry in entries if entry.role == "outline"), None)
+             for entry in entries if entry.role == "outline" and outline_member), None)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None
                               else bool(channels_last))
@@ -317,7 +320,8 @@ class Predictor:
             member_probabilities, _ = member._source_probabilities(
                 volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts))
             mark = time.perf_counter()
-            outline = trim_outline(source_probabilities, member_probabilities[0], weight, name)
+            outline = trim_outline(source_probabilities, member_probabilities[0], weight, name,
+                                   lambda labels: self.clean_up.apply(labels, volume.spacing))
             del member_probabilities
             timings["outline"] = time.perf_counter() - mark
 
