@@ -5,7 +5,9 @@ seeded set of conditions and scores each against a reference (0 background, 1 CS
 
 1. the bundled sample's test subjects (``data/brain-tissue/imagesTs`` + ``labelsTs``);
 2. real T1 scans (``tests/models/real_scan_helpers.load_real_checks``; reference = 3-class intensity
-   clustering inside a brain mask), each (a) whole head, skull on; (b) skull-stripped (image * mask);
+   clustering inside a brain mask), each (a) whole head, skull on; also moved as (c) below, and resampled to
+   ``ONE_MM`` isotropic (image linear as the 1 mm timing head, reference and mask label-wise): the issue's scan is a
+   1 mm whole head; (b) skull-stripped (image * mask);
    (c) skull-stripped and rigidly moved (rotation about the brain centre, then a shift; image linear,
    reference and mask label-wise linear (``resample_labels``), on the scan's own grid); (d) 5 mm axial
    slices (slice-profile blur along the axis nearest S, then linear resampling to 5 mm along it;
@@ -540,6 +542,26 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
     rows.append(_row(f"{name}: whole head, skull on", group, score(prediction, reference, mask, spacing), seconds))
     del prediction
 
+    log(f"{name}: whole head, moved")
+    head_image, head_reference, head_mask = move(image, reference, mask, affine, settings.move_degrees,
+                                                 settings.move_shift_mm)
+    prediction, seconds = _timed(predictor.predict, volume.with_array(head_image[None]))
+    degrees = "/".join(f"{d:g}" for d in settings.move_degrees)
+    rows.append(_row(f"{name}: whole head, skull on, moved {degrees}°", group,
+                     score(prediction, head_reference, head_mask, spacing), seconds))
+    del prediction, head_image, head_reference, head_mask
+
+    log(f"{name}: whole head at 1 mm")
+    fine_affine, fine_shape = isotropic_grid(affine, image.shape, ONE_MM)
+    fine_image = resample(image, affine, fine_affine, fine_shape, order=1, mode="nearest")
+    prediction, seconds = _timed(predictor.predict, Volume(array=fine_image[None], affine=fine_affine,
+                                                           channel_names=volume.channel_names))
+    fine_mask = resample_labels(mask.astype(np.uint8), affine, fine_affine, fine_shape).astype(bool)
+    rows.append(_row(f"{name}: whole head, skull on, at 1 mm", group,
+                     score(prediction, resample_labels(reference, affine, fine_affine, fine_shape), fine_mask,
+                           (ONE_MM,) * 3), seconds))
+    del prediction, fine_image, fine_mask
+
     log(f"{name}: skull-stripped")
     stripped = image * mask
     prediction, seconds = _timed(predictor.predict, volume.with_array(stripped[None]))
@@ -553,7 +575,6 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
     motion = rigid_world(settings.move_degrees, settings.move_shift_mm, mask_centre(mask, affine))
     moved_volume = Volume(array=moved_image[None], affine=affine, channel_names=volume.channel_names)
     moved_prediction, seconds = _timed(predictor.predict, moved_volume)
-    degrees = "/".join(f"{d:g}" for d in settings.move_degrees)
     shift = float(np.linalg.norm(settings.move_shift_mm))
     nearest_moved_reference = resample_labels(reference, affine, affine, moved_image.shape, world=motion,
                                               nearest=True)
