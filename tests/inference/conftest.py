@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from predictor_helpers import trained_state
+from predictor_helpers import tiny_config, trained_state, write_model_folder
+
+from medseg.evaluation.calibration import save_calibration
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +21,14 @@ def _one_thread() -> None:
 def state() -> dict[str, torch.Tensor]:
     """The tiny UNet's weights, overfitted once per test module on a sphere."""
     return trained_state()
+
+
+@pytest.fixture()
+def folders(tmp_path: Path, state: dict[str, torch.Tensor]) -> tuple[Path, Path]:
+    """(own, member) model folders for ensembles: the member on a coarser grid, with other weights and its own
+    temperature (1.6)."""
+    own = write_model_folder(tmp_path / "own", state, tiny_config(transforms__spacing=[1.5, 1.5, 1.5]))
+    member = write_model_folder(tmp_path / "coarse", trained_state(steps=40, seed=1),
+                                tiny_config(transforms__spacing=[2.0, 2.0, 2.0]))
+    save_calibration(member, 1.6, 0.1, 0.05)
+    return own, member

@@ -14,28 +14,15 @@ from predictor_helpers import (
     oblique_affine,
     save_nifti,
     sphere_volume,
-    tiny_config,
-    trained_state,
     write_model_folder,
 )
 
 from medseg.errors import ConfigError, InputError, OutputError
-from medseg.evaluation.calibration import save_calibration
 from medseg.inference.ensemble import add_member, remove_member
 from medseg.inference.model_folder import load_model_folder
 from medseg.inference.predictor import Predictor
 from medseg_cli.main import build_parser, main
 from medseg_cli.predict_command import _predictor_options
-
-
-@pytest.fixture()
-def folders(tmp_path: Path, state: dict[str, torch.Tensor]) -> tuple[Path, Path]:
-    """(own, member): the member on a coarser grid, with other weights and its own temperature."""
-    own = write_model_folder(tmp_path / "own", state, tiny_config(transforms__spacing=[1.5, 1.5, 1.5]))
-    member = write_model_folder(tmp_path / "coarse", trained_state(steps=40, seed=1),
-                                tiny_config(transforms__spacing=[2.0, 2.0, 2.0]))
-    save_calibration(member, 1.6, 0.1, 0.05)
-    return own, member
 
 
 def test_an_ensemble_predicts_the_weighted_mean_of_its_members_on_the_scan_grid(folders: tuple[Path, Path]) -> None:

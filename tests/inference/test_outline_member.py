@@ -8,17 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from predictor_helpers import (
     oblique_affine,
     save_nifti,
     sphere_volume,
-    tiny_config,
-    trained_state,
-    write_model_folder,
 )
 
-from medseg.evaluation.calibration import save_calibration
 from medseg.inference.ensemble import add_member, remove_member
 from medseg.inference.model_card import ensemble_members
 from medseg.inference.outline_member import MAX_REMOVED_SHARE, trim_outline
@@ -70,16 +65,6 @@ def test_the_card_takes_one_outline_member_outside_the_means_weights() -> None:
                          ([{"member": "a", "weight": 0.5, "rôle": "outline"}], "optionally 'role'")):
         with pytest.raises(ValueError, match=message):
             ensemble_members(bad)
-
-
-@pytest.fixture()
-def folders(tmp_path: Path, state: dict[str, torch.Tensor]) -> tuple[Path, Path]:
-    """(own, outline): the outline member on a coarser grid, with other weights and its own temperature."""
-    own = write_model_folder(tmp_path / "own", state, tiny_config(transforms__spacing=[1.5, 1.5, 1.5]))
-    member = write_model_folder(tmp_path / "coarse", trained_state(steps=40, seed=1),
-                                tiny_config(transforms__spacing=[2.0, 2.0, 2.0]))
-    save_calibration(member, 1.6, 0.1, 0.05)
-    return own, member
 
 
 def test_an_ensemble_with_an_outline_member_trims_its_own_networks_background(
