@@ -41,8 +41,9 @@ class Prediction:
         class_volumes_ml: predicted volume per foreground class name, after clean-up.
         mean_uncertainty: mean ``uncertainty`` inside the predicted structures (NaN when empty).
         timings: seconds per stage (``preprocess``, ``network``, ``resample``, ``stripped`` when the card lowers
-            the background's odds on skull-stripped scans, ``refine`` when it refines by intensity,
-            ``postprocess``, ``total``).
+            the background's odds on skull-stripped scans, ``outline`` when an outline member trimmed the outline
+            (its network's seconds are in ``network``), ``refine`` when it refines by intensity, ``postprocess``,
+            ``total``).
         refinement: the intensity refinement's fit (None when the card has none or it was switched off).
         stripped: the skull-stripped check (None when the card's ``stripped_background_odds`` is 1).
         outline: what the ensemble's outline member did (None without one, or on a skull-stripped scan).
