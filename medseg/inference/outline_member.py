@@ -22,9 +22,9 @@ tissue class is more probable than the background, then the largest-foreground c
 ``MAX_REMOVED_SHARE`` of its voxels, the member is judged to have failed on this scan and is ignored; the
 prediction says so (``OutlineTrim.applied`` False, a QC flag). Measured (the shipped UNet with the DeepMedic as
 its outline member, 2026-12-05, on the shift checks' cases): the real check heads lose
-2.2-4.2 % (native, moved 11/-8/14 degrees, resampled to 1 mm; mostly tissue outside the brain mask), the twelve
-synthetic heads 0-6.9 %; an arbitrary-contrast synthetic head that the DeepMedic cannot read (it calls most of its
-brain background) 81 %.
+2.2-4.2 % (native, moved 11/-8/14 degrees, resampled to 1 mm; mostly tissue outside the brain mask), nine of the
+ten synthetic check heads 0-6.9 %; the tenth, an arbitrary-contrast head that the DeepMedic cannot read (it calls
+most of its brain background), 81 %.
 """
 
 from __future__ import annotations
