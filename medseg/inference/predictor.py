@@ -173,9 +173,9 @@ class Predictor:
                               "have no exports of their own); --no-ensemble runs its own network's export alone")
         # Ensemble members run as this folder's network does (device, TTA, plan, engine, precision) and give
         # only their calibrated probabilities: this folder's card does the rest once, on their weighted mean.
-        def member_predictor(member: ModelFolder) -> Predictor:
-            return Predictor(member, device=device, tta=tta, sw_batch_size=sw_batch_size, fast=fast, engine=engine,
-                             crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
+        def member_predictor(member: ModelFolder, member_tta: bool = tta) -> Predictor:
+            return Predictor(member, device=device, tta=member_tta, sw_batch_size=sw_batch_size, fast=fast,
+                             engine=engine, crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
                              memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm,
                              channels_last=channels_last, intensity_refinement=False)
 
@@ -187,9 +187,10 @@ class Predictor:
         self.network_weights: tuple[float, ...] = (
             (model.card.own_weight, *(entry.weight for entry in entries if entry.role == "mean")) if self.members
             else (1.0,))
-        # The outline member (medseg.inference.outline_member): (name, weight, its predictor), or None.
+        # The outline member (medseg.inference.outline_member): (name, weight, its predictor), or None. One pass even
+        # with TTA: it only moves the outline, and mirrored passes would cost a third network's time again.
         self.outline_member: tuple[str, float, Predictor] | None = next(
-            ((entry.name, entry.weight, member_predictor(folders[entry.name]))
+            ((entry.name, entry.weight, member_predictor(folders[entry.name], member_tta=False))
              for entry in entries if entry.role == "outline" and outline_member), None)
         self.geometry: NetworkGeometry = network_geometry(model.config.network)
         self.channels_last = (get_network_spec(model.config.network.name).channels_last if channels_last is None

@@ -42,6 +42,8 @@ def test_the_shipped_unet_is_an_ensemble_of_a_2mm_and_a_1_5mm_network_with_an_ou
     assert [m.config.transforms.spacing for m in (ensemble.model, *(p.model for p in ensemble.members))] == [
         (2.0, 2.0, 2.0), (1.5, 1.5, 1.5)]
     assert ensemble.outline_member[2].model.card.network == "deepmedic" and alone.outline_member is None
+    mirrored = Predictor.from_model(MODEL, tta=True)  # mirror TTA for the mean's networks, one pass for the outline
+    assert [p.tta for p in (mirrored, *mirrored.members, mirrored.outline_member[2])] == [True, True, False]
 
 
 @pytest.fixture(scope="module")
