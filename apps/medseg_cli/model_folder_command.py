@@ -41,6 +41,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="best validation Dice (default) or the last epoch")
     parser.add_argument("--name", default="", help="model name for the card (default: the folder name)")
     parser.add_argument("--description", default="", help="a sentence or two for the model card")
+    parser.add_argument("--intended-use", default="", metavar="TEXT",
+                        help="who should use the model on which scans, for what (shown by `medseg models MODEL` "
+                        "and on the model's name in the napari app)")
+    parser.add_argument("--limitation", action="append", default=[], metavar="TEXT",
+                        help="a known failure mode, with the numbers that show it (repeat for each); re-exporting "
+                        "the same weights keeps the folder's description, intended use and limitations unless given")
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each class at inference")
     parser.add_argument("--largest-foreground", action="store_true",
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = export_model_folder(
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
+        intended_use=args.intended_use, limitations=tuple(args.limitation),
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
         refine_classes=_classes(args.refine_intensity), foreground_opening_mm=args.foreground_opening_mm,

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from medseg.errors import MedsegError
+from medseg.inference.card_text import folder_tooltip
 from medseg.resources import resources_root
 from medseg_napari._results import ShownResult, jump_to_class, show_result
 
@@ -104,6 +105,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.table, 1)
 
         self.browse_button.clicked.connect(self._browse)
+        self.model_combo.currentIndexChanged.connect(self._show_model_tooltip)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.contour_check.toggled.connect(self.set_contours)
@@ -122,6 +124,7 @@ class SegmentWidget(QWidget):
         self.model_combo.clear()
         for folder in model_folders(models_dir):
             self.model_combo.addItem(folder.name, str(folder))
+            self._describe_model(self.model_combo.count() - 1)
 
     def add_model(self, model_dir: str | Path) -> None:
         """Add (if new) and select one model folder."""
@@ -130,7 +133,19 @@ class SegmentWidget(QWidget):
         if index < 0:
             self.model_combo.addItem(Path(path).name, path)
             index = self.model_combo.count() - 1
+            self._describe_model(index)
         self.model_combo.setCurrentIndex(index)
+
+    def _describe_model(self, index: int) -> None:
+        """The card's description, intended use and known limitations on the model's name (a tooltip)."""
+        self.model_combo.setItemData(index, folder_tooltip(self.model_combo.itemData(index)),
+                                     Qt.ItemDataRole.ToolTipRole)
+        if index == self.model_combo.currentIndex():
+            self._show_model_tooltip(index)
+
+    def _show_model_tooltip(self, index: int) -> None:
+        """The chosen model's card text on the combo box itself."""
+        self.model_combo.setToolTip(self.model_combo.itemData(index, Qt.ItemDataRole.ToolTipRole) or "")
 
     def _browse(self) -> None:  # pragma: no cover - a modal dialog
         folder = QFileDialog.getExistingDirectory(self, "Model folder")

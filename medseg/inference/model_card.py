@@ -2,13 +2,17 @@
 
 Layout (format ``medseg-model-card/1``)::
 
-    {"format", "name", "description", "network", "class_names": [..], "colors": ["#rrggbb", ..],
-     "modalities": [..], "postprocess": {"largest_component": bool, "min_component_ml": float},
+    {"format", "name", "description", ["intended_use": str], ["limitations": [str, ..]],
+     "network", "class_names": [..], "colors": ["#rrggbb", ..], "modalities": [..],
+     "postprocess": {"largest_component": bool, "min_component_ml": float, ..},
      "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null,
      "ensemble": [{"member": NAME, "weight": W, ["role": "mean" | "outline"]}, ..]
                  (optional: medseg.inference.ensemble; an outline member: medseg.inference.outline_member)}
 
 Colours are hex RGB strings, index = label value; background is black (shown transparent).
+``intended_use`` (who should use it on which scans, for what) and ``limitations`` (known failure modes, with
+the numbers that show them) are for people: `medseg models NAME` prints them, the napari app shows them on the
+model's name. Unknown top-level keys are refused, so a misspelt key never goes silently unread.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ from medseg.inference.bias_field import check_bias_field
 from medseg.inference.qc import QCReference
 
 CARD_FORMAT = "medseg-model-card/1"
+CARD_FILE = "model_card.json"  # in a model folder
+MEMBERS_DIR = "members"  # a model folder's ensemble members: MODEL/members/NAME/
 BACKGROUND_COLOR = "#000000"
 MAX_OPENING_MM = 50.0  # a larger ball would erode away any organ this project segments
+CARD_KEYS = frozenset({"format", "name", "description", "intended_use", "limitations", "network", "class_names",
+                       "colors", "modalities", "postprocess", "training", "qc", "evaluation", "ensemble"})
 POSTPROCESS_KEYS = frozenset({"largest_component", "min_component_ml", "largest_foreground", "foreground_opening_mm",
                               "intensity_refinement", "stripped_background_odds"})
 # Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
@@ -180,6 +188,8 @@ class ModelCard:
         modalities: input channel names in order.
         network: registry name of the network.
         description: one paragraph for people.
+        intended_use: who should use the model on which scans, for what (people's text; "" = not stated).
+        limitations: known failure modes, each one sentence or two with the numbers that show it.
         postprocess: clean-up settings.
         training: facts about the training run (command, data, seed, epochs, Dice vs baseline, time...).
         qc: ranges from the training split, or None.
@@ -194,6 +204,8 @@ class ModelCard:
     modalities: tuple[str, ...]
     network: str
     description: str = ""
+    intended_use: str = ""
+    limitations: tuple[str, ...] = ()
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
     training: dict[str, Any] = field(default_factory=dict)
     qc: QCReference | None = None
@@ -213,7 +225,10 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data."""
         return {
-            "format": CARD_FORMAT, "name": self.name, "description": self.description, "network": self.network,
+            "format": CARD_FORMAT, "name": self.name, "description": self.description,
+            **({"intended_use": self.intended_use} if self.intended_use else {}),
+            **({"limitations": list(self.limitations)} if self.limitations else {}),
+            "network": self.network,
             "class_names": list(self.class_names), "colors": list(self.colors), "modalities": list(self.modalities),
             "postprocess": {"largest_component": self.postprocess.largest_component,
                             "min_component_ml": self.postprocess.min_component_ml,
@@ -252,6 +267,20 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
         raise InputError(path, f"'{key}' must be a non-empty list of strings, got {values!r}",
                          "make the model folder again with `medseg model-folder`")
     return tuple(values)
+
+
+def people_text(value: Any, key: str) -> str:
+    """``value`` as one of the card's texts for people, stripped; ValueError unless a string."""
+    if not isinstance(value, str):
+        raise ValueError(f"'{key}' must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def people_texts(values: Any, key: str) -> tuple[str, ...]:
+    """``values`` as a list of the card's texts for people; ValueError unless non-empty strings."""
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ValueError(f"'{key}' must be a list of non-empty strings, got {values!r}")
+    return tuple(v.strip() for v in values)
 
 
 def refinement_settings(entry: Any, class_count: int) -> tuple[tuple[int, ...], int, str, float]:
@@ -309,6 +338,15 @@ def read_card(path: str | Path) -> ModelCard:
         raise InputError(path, f"the model card is not valid JSON ({error})", hint) from None
     if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
         raise InputError(path, f"not a medseg model card (expected format '{CARD_FORMAT}')", hint)
+    unknown_keys = set(data) - CARD_KEYS
+    if unknown_keys:
+        raise InputError(path, f"the model card has unknown keys {sorted(unknown_keys)} (known: {sorted(CARD_KEYS)})",
+                         "fix the key's spelling or remove it")
+    try:
+        intended_use = people_text(data.get("intended_use", ""), "intended_use")
+        limitations = people_texts(data.get("limitations", []), "limitations")
+    except ValueError as error:
+        raise InputError(path, str(error), "edit the card's text fields by hand") from None
     class_names = _strings(data, "class_names", path)
     modalities = _strings(data, "modalities", path)
     colors = tuple(data.get("colors") or default_colors(len(class_names)))
@@ -338,7 +376,8 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard(
         name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,
         modalities=modalities, network=str(data.get("network", "")), description=str(data.get("description", "")),
-        postprocess=postprocess, training=dict(data.get("training") or {}),
+        intended_use=intended_use, limitations=limitations, postprocess=postprocess,
+        training=dict(data.get("training") or {}),
         qc=QCReference.from_dict(qc, path) if qc else None,
         evaluation=dict(data.get("evaluation") or {}), ensemble=ensemble,
     )

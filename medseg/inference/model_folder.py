@@ -30,7 +30,9 @@ from medseg.config import ExperimentConfig, config_to_dict, load_config, load_ya
 from medseg.errors import ConfigError, InputError, OutputError
 from medseg.evaluation.calibration import CALIBRATION_FILE, load_calibration
 from medseg.inference.model_card import (
+    CARD_FILE,
     MEMBER_HINT,
+    MEMBERS_DIR,
     EnsembleMember,
     ModelCard,
     check_card_fits,
@@ -44,8 +46,6 @@ from medseg.networks.weights import load_state_dict_safely
 
 CONFIG_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.pt"
-CARD_FILE = "model_card.json"
-MEMBERS_DIR = "members"
 EXPORT_HINT = "make the model folder again with `medseg model-folder RUN_DIR --out MODEL_DIR`"
 
 
@@ -181,6 +181,8 @@ def export_model_folder(
     checkpoint: Literal["best", "last"] = "best",
     name: str = "",
     description: str = "",
+    intended_use: str = "",
+    limitations: tuple[str, ...] = (),
     overwrite: bool = False,
     qc_reference: bool = True,
     largest_component: bool = False,
@@ -200,6 +202,10 @@ def export_model_folder(
         checkpoint: ``"best"`` (best validation Dice) or ``"last"``.
         name: model name for the card (default: the folder's name).
         description: a paragraph for the card.
+        intended_use: who should use the model on which scans, for what (the card's text for people).
+        limitations: known failure modes, one text each.
+            Re-exporting the same weights keeps the folder's own description, intended use and
+            limitations where these are not given, as it keeps its calibration and ensemble members.
         overwrite: replace an existing folder holding different weights.
         qc_reference: compute QC ranges from the run's training split (needs the data set).
         largest_component: switch on largest-connected-component postprocessing in the card.
@@ -249,9 +255,15 @@ def export_model_folder(
         card = replace(card, training={**card.training, "search": search_card_entry(search_json)})
     same_model = _check_target(target, weights, overwrite)
     keep_calibration = same_model and (target / CALIBRATION_FILE).is_file()
-    # Same weights: the folder's ensemble members stay (re-exporting to change a clean-up setting keeps them).
-    kept_members = _members_to_keep(target) if same_model else ()
-    card = replace(card, ensemble=kept_members)
+    # Same weights: the folder's ensemble members and texts for people stay (re-exporting to change a clean-up
+    # setting keeps them).
+    old_card = _readable_card(target) if same_model else None
+    kept_members = _members_to_keep(target, old_card)
+    card = replace(card, ensemble=kept_members, intended_use=intended_use, limitations=tuple(limitations))
+    if old_card is not None:
+        card = replace(card, description=description or old_card.description,
+                       intended_use=intended_use or old_card.intended_use,
+                       limitations=tuple(limitations) or old_card.limitations)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = create_temp_dir(target.parent, target.name)  # the umask's permissions: shared as the user chose
     try:
@@ -274,12 +286,19 @@ def export_model_folder(
     return target
 
 
-def _members_to_keep(target: Path) -> tuple[EnsembleMember, ...]:
-    """The ensemble members of the model folder at ``target`` whose folders are there (() if unreadable)."""
+def _readable_card(target: Path) -> ModelCard | None:
+    """The card of the model folder at ``target``, or None when it cannot be read."""
     try:
-        members = read_card(target / CARD_FILE).ensemble
+        return read_card(target / CARD_FILE)
     except InputError:
+        return None
+
+
+def _members_to_keep(target: Path, card: ModelCard | None) -> tuple[EnsembleMember, ...]:
+    """The ensemble members of ``card`` (the folder at ``target``) whose folders are there (() without a card)."""
+    if card is None:
         return ()
+    members = card.ensemble
     return members if all((target / MEMBERS_DIR / m.name).is_dir() for m in members) else ()
 
 

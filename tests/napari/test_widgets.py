@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +16,8 @@ from napari_phantoms import SAGITTAL, oblique_affine, phantom
 
 from medseg.io import read_labels, read_scan, write_labels
 from medseg.review.review_log import LOG_NAME, REVIEWED_NAME
+
+ROOT_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 CLASSES = ("background", "ball", "block")
 
@@ -201,3 +204,24 @@ def test_view_setup_opens_worklist_with_docks(make_napari_viewer, tmp_path):
     assert review.current.case_id == "unsure"
     assert {"scan", "segmentation", "uncertainty"} <= {layer.name for layer in viewer.layers}
     assert {"medseg review", "medseg activations"} <= set(viewer.window.dock_widgets)
+
+
+def test_segment_widget_shows_each_models_use_and_limits_on_its_name(make_napari_viewer, tmp_path):
+    """The card's description, intended use and known limitations as the tooltip of the model's name."""
+    from qtpy.QtCore import Qt
+
+    tiny = _tiny_model_folder(tmp_path / "models" / "tiny")
+    card = json.loads((tiny / "model_card.json").read_text())
+    card.update(description="Tiny test model.", intended_use="Tests only.", limitations=["Never seen a head."])
+    (tiny / "model_card.json").write_text(json.dumps(card))
+    broken = _tiny_model_folder(tmp_path / "models" / "broken")
+    (broken / "model_card.json").write_text(json.dumps({**card, "limitation": ["misspelt"]}))
+    widget = SegmentWidget(make_napari_viewer(), models_dir=tmp_path / "models")
+    tips = {widget.model_combo.itemText(i): widget.model_combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+            for i in range(widget.model_combo.count())}
+    assert tips["tiny"] == "Tiny test model.\n\nIntended use: Tests only.\n\nKnown limitations:\n- Never seen a head."
+    assert "unreadable model card" in tips["broken"] and "unknown keys ['limitation']" in tips["broken"]
+    widget.model_combo.setCurrentIndex(widget.model_combo.findText("tiny"))
+    assert widget.model_combo.toolTip() == tips["tiny"]
+    widget.add_model(ROOT_MODELS / "brain-tissue-unet")
+    assert "Known limitations:" in widget.model_combo.toolTip() and "outline" in widget.model_combo.toolTip()
