@@ -172,6 +172,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "lowered on the scalp", "medseg/inference/stripped_scan.py",
            "    stripped = bool(coarse_signal.any()) and fraction < STRIPPED_FAR_FRACTION\n",
            "    stripped = bool(coarse_signal.any())\n", ("tests/inference/test_stripped_scan.py",)),
+    Mutant("card-accepts-unknown-keys", "a model card's misspelt top-level key is silently ignored",
+           "medseg/inference/model_card.py", "    unknown_keys = set(data) - CARD_KEYS\n", "    unknown_keys = set()\n",
+           ("tests/inference/test_card_text.py",)),
+    Mutant("export-drops-card-texts", "exporting the same weights again drops the card's intended use and limitations",
+           "medseg/inference/model_folder.py",
+           "                       intended_use=intended_use or old_card.intended_use,\n",
+           "                       intended_use=intended_use,\n", ("tests/inference/test_model_folder.py",)),
+    Mutant("card-text-swaps-compared-values", "the card's evaluation table shows the compared model's values as "
+           "this model's", "medseg/inference/card_text.py",
+           "        own, theirs = row.get(card.name) or {}, row.get(other_name) or {}\n",
+           "        theirs, own = row.get(card.name) or {}, row.get(other_name) or {}\n",
+           ("tests/inference/test_card_text.py",)),
 )
 
 
