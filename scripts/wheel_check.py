@@ -11,7 +11,8 @@ Steps (each printed with its command and seconds; a failing step stops with its 
 3. a fresh venv WORK/venv; ``pip install --no-deps`` the wheel into it; dependencies come from
    ``--deps-from VENV`` (its site-packages joined through a .pth file: nothing is downloaded), or are
    installed from the index when it is not given;
-4. in an empty folder WORK/empty: ``medseg models``, ``medseg sample brain-tissue --out data``, and
+4. in an empty folder WORK/empty: ``medseg models``, ``medseg models brain-tissue-unet`` (the card),
+   ``medseg sample brain-tissue --out data``, and
    unless ``--quick``: ``medseg predict data/imagesTs --model brain-tissue-unet --out pred`` and
    ``medseg evaluate --pred pred --truth data/labelsTs``.
 
@@ -124,6 +125,7 @@ def run_loop(venv: Path, folder: Path, quick: bool, log: bool = True,
     steps = [("where", [str(venv / "bin" / "python"), "-c",
                         "import medseg.resources as r; print(r.__file__); print(r.resources_root())"]),
              ("models", [medseg, "models"]),
+             ("card", [medseg, "models", "brain-tissue-unet"]),
              ("sample", [medseg, "sample", "brain-tissue", "--out", "data"])]
     if not quick:
         steps += [("predict", [medseg, "predict", "data/imagesTs", "--model", "brain-tissue-unet", "--out", "pred",

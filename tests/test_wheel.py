@@ -54,6 +54,9 @@ def test_installed_wheel_lists_models_and_builds_the_sample_from_another_folder(
     assert where[0].startswith(str(check.venv)) and where[1].endswith("site-packages/medseg/_bundled")
     assert "brain-tissue-unet " in check.outputs["models"] and "ct-phantom" in check.outputs["models"]
     assert "brain-tissue-deepmedic " in check.outputs["models"]
+    card = check.outputs["card"]  # the installed card, read for people
+    assert card.startswith("# brain-tissue-unet\n") and "## Known limitations\n\n- " in card
+    assert "- members/deepmedic-outline: deepmedic" in card and "| robex-t1: whole head, skull on |" in card
     data = tmp_path / "empty" / "data"
     assert sorted(p.name for p in (data / "imagesTs").iterdir()) == ["brain_010.nii.gz", "brain_011.nii.gz"]
     assert (data / "dataset.json").is_file() and (data / "build_record.json").is_file()
