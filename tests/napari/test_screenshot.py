@@ -1,16 +1,19 @@
-"""A shown viewer renders the shipped brain model's contours on the bundled sample, in the reading-room layout.
+"""A shown viewer renders the shipped brain model's contours in the reading-room layout: on the bundled sample and
+on a real T1 head with the skull on.
 
 The layout is `medseg view`'s (``set_up_reading_room``): the axial main canvas, the coronal and
-sagittal views below it, the Review/Segment, Edit and Window docks. The picture goes to a
-temporary folder; `pytest --update-docs` writes it to docs/napari-review.png.
+sagittal views below it, the Review/Segment, Edit and Window docks. The pictures go to a
+temporary folder; `pytest --update-docs` writes them to docs/napari-review.png (the sample) and
+docs/napari-real-head.png (ROBEX's reference T1, a real head never trained on: tests/models/real_scan_helpers).
 
-The overlay is models/brain-tissue-unet's prediction for the sample subject (with its uncertainty map, class
-volumes and QC flags), shown through the Segment dock exactly as its Segment button shows it.
+The overlay is models/brain-tissue-unet's prediction (with its uncertainty map, class volumes and QC flags), shown
+through the Segment dock exactly as its Segment button shows it.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +23,35 @@ from medseg_napari.viewer_setup import set_up_reading_room
 
 from medseg.inference import Predictor
 from medseg.io import read_scan
+from medseg.types import Volume
 from medseg.review.sample import sample_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
+REAL_CHECKS = Path(tempfile.gettempdir()) / "medseg-real-checks"  # as tests/models/real_scan_helpers.DEFAULT_DIR
+
+
+def _scan(which: str, request: pytest.FixtureRequest) -> Volume:
+    """The scan to show: the bundled sample's subject or a real head (built once, then cached)."""
+    if which == "sample":
+        return read_scan(sample_subject(request.config.cache.mkdir("medseg-sample")).image)  # ~10 s once
+    from medseg.data.real_scans import build_real_checks
+
+    files = build_real_checks(REAL_CHECKS, ("robex-t1",))[0]  # the tests/models checks' files, built once
+    return read_scan(files.image)
 
 
 @pytest.mark.gui
-def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_path):
+@pytest.mark.parametrize(("which", "picture_name"), [("sample", "napari-review.png"),
+                                                     ("real-head", "napari-real-head.png")])
+def test_contour_screenshot(make_napari_viewer, qtbot, request, tmp_path, which, picture_name):
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
         pytest.skip("QT_QPA_PLATFORM=offscreen renders no canvas; run under Xvfb (pytest-xvfb)")
-    subject = sample_subject(request.config.cache.mkdir("medseg-sample"))  # ~10 s once, then cached
-    volume = read_scan(subject.image)
+    volume = _scan(which, request)
     model = ROOT / "models" / "brain-tissue-unet"
-    prediction = Predictor.from_model(model).predict(volume)
+    predictor = Predictor.from_model(model)
+    class_names = predictor.model.card.class_names
+    prediction = predictor.predict(volume)
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1700, 1050)  # room for the docks and the side views in the picture
     room = set_up_reading_room(viewer)
@@ -41,7 +59,7 @@ def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_pa
     widget = room.review.segment
     widget.add_model(model)  # the picture names the model whose contours it shows
     assert widget.model_combo.currentText() == "brain-tissue-unet"
-    result = widget.show(volume, prediction.labels.array, class_names=subject.class_names,
+    result = widget.show(volume, prediction.labels.array, class_names=class_names,
                          uncertainty=prediction.uncertainty, qc_flags=prediction.qc_flags)
     room.edit.attach(result.labels)
     room.window.for_case("MR")
@@ -58,7 +76,7 @@ def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_pa
     for label in (1, 2, 3):  # every tissue's contour colour is drawn
         colour = np.array(class_colors(4)[label]) * 255
         close = np.abs(canvas - colour).max(axis=-1) < 40
-        assert close.sum() > 50, f"no {subject.class_names[label]} contour in the screenshot"
+        assert close.sum() > 50, f"no {class_names[label]} contour in the screenshot"
     # Contours, not filled regions: most of the white-matter area shows the scan, not the label colour
     # (measured against the same view filled, so the canvas size and zoom do not move the bar).
     wm_colour = np.array(class_colors(4)[3]) * 255
@@ -76,6 +94,6 @@ def test_contour_screenshot_of_sample(make_napari_viewer, qtbot, request, tmp_pa
     picture = viewer.screenshot(canvas_only=False, flash=False)
     from imageio.v3 import imwrite
 
-    imwrite(folder / "napari-review.png", picture)
-    assert (folder / "napari-review.png").stat().st_size > 10_000
+    imwrite(folder / picture_name, picture)
+    assert (folder / picture_name).stat().st_size > 10_000
 
