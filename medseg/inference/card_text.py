@@ -10,6 +10,7 @@ compared with.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from medseg.inference.model_folder import ModelFolder
 NOT_STATED = "not stated in the card"
 # Evaluation values are shown with this many decimals below 10 (Dice, ECE, AUROC) and rounded above (mL, mm).
 DECIMALS = 3
+TOOLTIP_WIDTH = 100  # characters per tooltip line
 
 
 def card_markdown(folder: ModelFolder) -> str:
@@ -42,12 +44,14 @@ def card_markdown(folder: ModelFolder) -> str:
 
 
 def card_tooltip(card: ModelCard) -> str:
-    """Plain text for a model's name in a list: description, intended use, known limitations."""
-    parts = [card.description or card.name]
+    """Plain text for a model's name in a list: description, intended use, known limitations, wrapped at
+    ``TOOLTIP_WIDTH`` characters (a plain-text tooltip is never wrapped by Qt)."""
+    parts = [textwrap.fill(card.description or card.name, TOOLTIP_WIDTH)]
     if card.intended_use:
-        parts.append(f"Intended use: {card.intended_use}")
+        parts.append(textwrap.fill(f"Intended use: {card.intended_use}", TOOLTIP_WIDTH))
     if card.limitations:
-        parts.append("Known limitations:\n" + "\n".join(f"- {text}" for text in card.limitations))
+        parts.append("Known limitations:\n" + "\n".join(
+            textwrap.fill(text, TOOLTIP_WIDTH, initial_indent="- ", subsequent_indent="  ") for text in card.limitations))
     return "\n\n".join(parts)
 
 
