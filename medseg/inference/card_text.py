@@ -50,8 +50,9 @@ def card_tooltip(card: ModelCard) -> str:
     if card.intended_use:
         parts.append(textwrap.fill(f"Intended use: {card.intended_use}", TOOLTIP_WIDTH))
     if card.limitations:
-        parts.append("Known limitations:\n" + "\n".join(
-            textwrap.fill(text, TOOLTIP_WIDTH, initial_indent="- ", subsequent_indent="  ") for text in card.limitations))
+        bullets = (textwrap.fill(text, TOOLTIP_WIDTH, initial_indent="- ", subsequent_indent="  ")
+                   for text in card.limitations)
+        parts.append("Known limitations:\n" + "\n".join(bullets))
     return "\n\n".join(parts)
 
 
