@@ -2,7 +2,7 @@
 
 Usage:
     nice -n 19 .venv/bin/python scripts/brain_model_checks.py --model models/brain-tissue-unet \
-        --out docs/model-checks/after [--quick] [--tta]
+        --out docs/model-checks/after [--quick] [--tta | --no-tta]
 
 Writes OUT/checks.json (every number, the model, the git commit, the settings) and OUT/checks.md (one
 table). Conditions and metric definitions: ``medseg/evaluation/shift_checks.py``.
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="model folder (model.yaml, weights.pt, ...)")
     parser.add_argument("--out", required=True, type=Path, help="folder for checks.json and checks.md")
     parser.add_argument("--quick", action="store_true", help="one synthetic volume per kind instead of two")
-    parser.add_argument("--tta", action="store_true", help="mirror test-time augmentation for every condition")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirror test-time augmentation for every condition on or off (default: the card's)")
     parser.add_argument("--sample", default="data/brain-tissue", help="the bundled sample's folder")
     args = parser.parse_args(argv)
 

@@ -44,6 +44,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intended-use", default="", metavar="TEXT",
                         help="who should use the model on which scans, for what (shown by `medseg models MODEL` "
                         "and on the model's name in the napari app)")
+    parser.add_argument("--default-tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="the card asks for mirror test-time augmentation by default (`medseg predict --no-tta` "
+                        "still switches it off); default off, or the folder's own setting for the same weights")
     parser.add_argument("--limitation", action="append", default=[], metavar="TEXT",
                         help="a known failure mode, with the numbers that show it (repeat for each); re-exporting "
                         "the same weights keeps the folder's description, intended use and limitations unless given")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = export_model_folder(
         args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name, description=args.description,
-        intended_use=args.intended_use, limitations=tuple(args.limitation),
+        intended_use=args.intended_use, limitations=tuple(args.limitation), tta=args.default_tta,
         overwrite=args.force, qc_reference=not args.no_qc, largest_component=args.largest_component,
         search_json=args.search, largest_foreground=args.largest_foreground,
         refine_classes=_classes(args.refine_intensity), foreground_opening_mm=args.foreground_opening_mm,

@@ -1,6 +1,6 @@
 """`medseg predict`: segment every scan under INPUT with a model folder.
 
-    medseg predict INPUT --model MODEL --out OUT_DIR [--uncertainty] [--probabilities] [--tta]
+    medseg predict INPUT --model MODEL --out OUT_DIR [--uncertainty] [--probabilities] [--tta | --no-tta]
                    [--workers N] [--device cpu|cuda] [--no-progress] [--rtstruct]
     medseg predict URL [URL ...] --model MODEL --out OUT_DIR [--send-to ROOT_URL] [--credentials FILE] ...
 
@@ -38,9 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--uncertainty", action="store_true", help="also write uncertainty.nii.gz (entropy, 0..1)")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write probabilities.nii.gz (I, J, K, C) calibrated class probabilities")
-    parser.add_argument("--tta", action="store_true",
-                        help="mirror test-time augmentation over the flips the model trained under "
-                             "(the brain models: left-right, 2 passes; slower)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirror test-time augmentation over the flips the model trained under (the brain "
+                             "models: left-right, 2 passes; slower); default: what the model card says "
+                             "(brain-tissue-unet: on, `medseg models MODEL`), --no-tta switches it off")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="inference device (default cpu)")
     parser.add_argument("--runtime", choices=("torch", "torchscript", "onnx"), default="torch",

@@ -66,7 +66,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -446,7 +446,7 @@ class CheckSettings:
     """What a run does (recorded in checks.json)."""
 
     quick: bool = False
-    tta: bool = False
+    tta: bool | None = None  # None: the model card's default (inference.tta); the JSON records what ran
     synth_volumes: int = 2
     real_scans: tuple[str, ...] = ()  # empty: all of medseg.data.real_scans.SOURCES
     sample_dir: str = "data/brain-tissue"
@@ -875,6 +875,10 @@ def run_checks(
     log("loading the real-scan checks")
     checks = load_real_checks(names=settings.real_scans or None)
     timing_check = next((c for c in checks if c["name"] == "robex-t1"), checks[0])
+    if settings.tta is None:
+        from medseg.inference.model_card import CARD_FILE, read_card
+
+        settings = replace(settings, tta=read_card(model_dir / CARD_FILE).tta)
     tta_settings = (settings.tta, not settings.tta)  # the run's own setting first, kept warm for the conditions
     timing, predictors = timing_rows(model_dir, timing_check, tta_settings, log)
     predictor = predictors[settings.tta]

@@ -130,7 +130,7 @@ def run_batch(
     *,
     uncertainty: bool = False,
     probabilities: bool = False,
-    tta: bool = False,
+    tta: bool | None = None,
     workers: int = 1,
     device: str = "cpu",
     progress: bool = True,
@@ -149,7 +149,7 @@ def run_batch(
         out_dir: the output folder (created).
         uncertainty: also write ``uncertainty.nii.gz`` per case.
         probabilities: also write ``probabilities.nii.gz`` (I, J, K, C) per case.
-        tta: mirror test-time augmentation.
+        tta: mirror test-time augmentation (None: the model card's default; the report records what ran).
         workers: parallel worker processes (1 = in this process).
         device: ``"cpu"`` or ``"cuda"``.
         progress: show a progress bar over cases.
@@ -190,7 +190,7 @@ def run_batch(
 
 def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path: str | Path,
                 model_dir: str | Path, out: Path, predictor: Any, rank: int, world_size: int, started: float, *,
-                uncertainty: bool, probabilities: bool, tta: bool, workers: int, device: str, progress: bool,
+                uncertainty: bool, probabilities: bool, tta: bool | None, workers: int, device: str, progress: bool,
                 runtime: str, trust_export: bool, rtstruct: bool = False,
                 predictor_options: dict[str, Any] | None = None) -> BatchResult:
     """The batch once ``out`` is locked (see ``run_batch``)."""
@@ -201,6 +201,7 @@ def _run_locked(plans: list[CasePlan], ignored: list[dict[str, Any]], input_path
         # Loaded here even with worker processes: a broken model folder fails once, clearly.
         predictor = Predictor.from_model(model_dir, device=device if workers == 1 else "cpu", tta=tta,
                                          runtime=runtime, trust_export=trust_export, **predictor_options)
+    tta = predictor.tta  # what runs: the caller's choice or the card's default
     settings = CaseSettings(out_dir=out, model_sha256=completion.folder_sha256(model_dir),
                             uncertainty=uncertainty, probabilities=probabilities, tta=tta, runtime=runtime,
                             rtstruct=rtstruct, predictor_options=tuple(sorted(predictor_options.items())))

@@ -73,6 +73,8 @@ def _network_lines(folder: ModelFolder) -> list[str]:
             else "mean member"
         lines.append(f"- {MEMBERS_DIR}/{entry.name}: {member.card.network}, temperature {member.temperature:.3g}, "
                      f"{what}, weight {entry.weight:.3g}")
+    lines.append("- mirror test-time augmentation: " + ("on by default (`medseg predict --no-tta` switches it off)"
+                                                        if card.tta else "off by default (`medseg predict --tta`)"))
     return lines
 
 

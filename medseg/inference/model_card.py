@@ -5,14 +5,16 @@ Layout (format ``medseg-model-card/1``)::
     {"format", "name", "description", ["intended_use": str], ["limitations": [str, ..]],
      "network", "class_names": [..], "colors": ["#rrggbb", ..], "modalities": [..],
      "postprocess": {"largest_component": bool, "min_component_ml": float, ..},
-     "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null,
+     ["inference": {"tta": bool}], "training": {...facts...}, "qc": {...QCReference.to_dict()...} or null,
      "ensemble": [{"member": NAME, "weight": W, ["role": "mean" | "outline"]}, ..]
                  (optional: medseg.inference.ensemble; an outline member: medseg.inference.outline_member)}
 
 Colours are hex RGB strings, index = label value; background is black (shown transparent).
 ``intended_use`` (who should use it on which scans, for what) and ``limitations`` (known failure modes, with
 the numbers that show them) are for people: `medseg models NAME` prints them, the napari app shows them on the
-model's name. Unknown top-level keys are refused, so a misspelt key never goes silently unread.
+model's name. ``inference.tta`` (default false) asks for mirror test-time augmentation by default; a caller's
+explicit choice (``medseg predict --tta`` / ``--no-tta``, ``Predictor(tta=...)``) wins. Unknown top-level keys are
+refused, so a misspelt key never goes silently unread.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ MEMBERS_DIR = "members"  # a model folder's ensemble members: MODEL/members/NAME
 BACKGROUND_COLOR = "#000000"
 MAX_OPENING_MM = 50.0  # a larger ball would erode away any organ this project segments
 CARD_KEYS = frozenset({"format", "name", "description", "intended_use", "limitations", "network", "class_names",
-                       "colors", "modalities", "postprocess", "training", "qc", "evaluation", "ensemble"})
+                       "colors", "modalities", "inference", "postprocess", "training", "qc", "evaluation", "ensemble"})
+INFERENCE_KEYS = frozenset({"tta"})
 POSTPROCESS_KEYS = frozenset({"largest_component", "min_component_ml", "largest_foreground", "foreground_opening_mm",
                               "intensity_refinement", "stripped_background_odds"})
 # Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
@@ -190,6 +193,7 @@ class ModelCard:
         description: one paragraph for people.
         intended_use: who should use the model on which scans, for what (people's text; "" = not stated).
         limitations: known failure modes, each one sentence or two with the numbers that show it.
+        tta: mirror test-time augmentation by default (the card's ``inference.tta``).
         postprocess: clean-up settings.
         training: facts about the training run (command, data, seed, epochs, Dice vs baseline, time...).
         qc: ranges from the training split, or None.
@@ -206,6 +210,7 @@ class ModelCard:
     description: str = ""
     intended_use: str = ""
     limitations: tuple[str, ...] = ()
+    tta: bool = False
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
     training: dict[str, Any] = field(default_factory=dict)
     qc: QCReference | None = None
@@ -229,6 +234,7 @@ class ModelCard:
             **({"intended_use": self.intended_use} if self.intended_use else {}),
             **({"limitations": list(self.limitations)} if self.limitations else {}),
             "network": self.network,
+            **({"inference": {"tta": True}} if self.tta else {}),
             "class_names": list(self.class_names), "colors": list(self.colors), "modalities": list(self.modalities),
             "postprocess": {"largest_component": self.postprocess.largest_component,
                             "min_component_ml": self.postprocess.min_component_ml,
@@ -267,6 +273,18 @@ def _strings(data: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
         raise InputError(path, f"'{key}' must be a non-empty list of strings, got {values!r}",
                          "make the model folder again with `medseg model-folder`")
     return tuple(values)
+
+
+def inference_tta(entry: Any) -> bool:
+    """The card's ``inference`` entry's TTA default (False when absent); ValueError on unknown keys or a non-bool."""
+    if entry is None:
+        return False
+    if not isinstance(entry, dict) or set(entry) - INFERENCE_KEYS:
+        raise ValueError(f"'inference' takes only {sorted(INFERENCE_KEYS)}, got {entry!r}")
+    tta = entry.get("tta", False)
+    if not isinstance(tta, bool):
+        raise ValueError(f"inference.tta must be true or false, got {tta!r}")
+    return tta
 
 
 def people_text(value: Any, key: str) -> str:
@@ -347,6 +365,10 @@ def read_card(path: str | Path) -> ModelCard:
         limitations = people_texts(data.get("limitations", []), "limitations")
     except ValueError as error:
         raise InputError(path, str(error), "edit the card's text fields by hand") from None
+    try:
+        tta = inference_tta(data.get("inference"))
+    except ValueError as error:
+        raise InputError(path, f"'inference' is malformed: {error}", hint) from None
     class_names = _strings(data, "class_names", path)
     modalities = _strings(data, "modalities", path)
     colors = tuple(data.get("colors") or default_colors(len(class_names)))
@@ -376,7 +398,7 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard(
         name=str(data.get("name", path.parent.name)), class_names=class_names, colors=colors,
         modalities=modalities, network=str(data.get("network", "")), description=str(data.get("description", "")),
-        intended_use=intended_use, limitations=limitations, postprocess=postprocess,
+        intended_use=intended_use, limitations=limitations, tta=tta, postprocess=postprocess,
         training=dict(data.get("training") or {}),
         qc=QCReference.from_dict(qc, path) if qc else None,
         evaluation=dict(data.get("evaluation") or {}), ensemble=ensemble,

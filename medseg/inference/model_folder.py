@@ -183,6 +183,7 @@ def export_model_folder(
     description: str = "",
     intended_use: str = "",
     limitations: tuple[str, ...] = (),
+    tta: bool | None = None,
     overwrite: bool = False,
     qc_reference: bool = True,
     largest_component: bool = False,
@@ -204,8 +205,11 @@ def export_model_folder(
         description: a paragraph for the card.
         intended_use: who should use the model on which scans, for what (the card's text for people).
         limitations: known failure modes, one text each.
-            Re-exporting the same weights keeps the folder's own description, intended use and
-            limitations where these are not given, as it keeps its calibration and ensemble members.
+        tta: the card's default for mirror test-time augmentation (``inference.tta``); None: off, or
+            the folder's own setting when re-exporting the same weights.
+            Re-exporting the same weights keeps the folder's own description, intended use,
+            limitations and TTA default where these are not given, as it keeps its calibration and ensemble
+            members.
         overwrite: replace an existing folder holding different weights.
         qc_reference: compute QC ranges from the run's training split (needs the data set).
         largest_component: switch on largest-connected-component postprocessing in the card.
@@ -259,11 +263,13 @@ def export_model_folder(
     # setting keeps them).
     old_card = _readable_card(target) if same_model else None
     kept_members = _members_to_keep(target, old_card)
-    card = replace(card, ensemble=kept_members, intended_use=intended_use, limitations=tuple(limitations))
+    card = replace(card, ensemble=kept_members, intended_use=intended_use, limitations=tuple(limitations),
+                   tta=bool(tta))
     if old_card is not None:
         card = replace(card, description=description or old_card.description,
                        intended_use=intended_use or old_card.intended_use,
-                       limitations=tuple(limitations) or old_card.limitations)
+                       limitations=tuple(limitations) or old_card.limitations,
+                       tta=old_card.tta if tta is None else tta)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = create_temp_dir(target.parent, target.name)  # the umask's permissions: shared as the user chose
     try:

@@ -48,7 +48,7 @@ from medseg.inference.qc_content import pass_disagreement
 from medseg.inference.stripped_scan import adapt_to_skull_stripped
 from medseg.inference.tta import tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
-from medseg.types import Volume
+from medseg.types import Volume, spacing_from_affine
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
 from medseg.windows.run import PlanResult
 
@@ -70,7 +70,7 @@ class Predictor:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         tta: mirror test-time augmentation over the flips the model was trained under
             (``medseg.inference.tta``: left-right for the generative stream, 2 passes; every axis for patch
-            augmentation, 4 passes).
+            augmentation, 4 passes); None: the card's default (``inference.tta``).
         overlap: sliding-window overlap (default: the config's ``train.sw_overlap``).
         sw_batch_size: windows per network call.
         largest_component: override the card's largest-connected-component setting.
@@ -111,7 +111,7 @@ class Predictor:
         model: ModelFolder,
         *,
         device: str = "cpu",
-        tta: bool = False,
+        tta: bool | None = None,
         overlap: float | None = None,
         sw_batch_size: int = 1,
         largest_component: bool | None = None,
@@ -138,6 +138,7 @@ class Predictor:
             raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
         self.model = model
         self.device = torch.device(device)
+        tta = model.card.tta if tta is None else bool(tta)  # None: the card's default (inference.tta)
         self.tta = tta
         self.tta_flips = tta_flips(model.config) if tta else ((),)
         self.overlap = model.config.train.sw_overlap if overlap is None else float(overlap)
@@ -222,7 +223,7 @@ class Predictor:
 
     @classmethod
     def from_model(
-        cls, model_dir: str | Path, *, device: str = "cpu", tta: bool = False, **options: object
+        cls, model_dir: str | Path, *, device: str = "cpu", tta: bool | None = None, **options: object
     ) -> Predictor:
         """Load ``model_dir`` (config, weights with ``weights_only=True``, card, calibration)."""
         return cls(load_model_folder(model_dir), device=device, tta=tta, **options)
@@ -392,7 +393,9 @@ class Predictor:
         if len(flips) > 1:
             with torch.inference_mode():
                 probabilities /= len(flips)
-                disagreement = pass_disagreement(pass_labels, first_argmax(probabilities))
+                final_labels = first_argmax(probabilities)
+                structure = self.clean_up.apply(final_labels.numpy(), spacing_from_affine(np.asarray(grid_affine))) > 0
+                disagreement = pass_disagreement(pass_labels, final_labels, structure)
             del pass_labels
         probabilities = probabilities.cpu()
         timings["network"] += time.perf_counter() - mark

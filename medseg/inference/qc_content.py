@@ -6,8 +6,11 @@
 * ``minimum_class_separation``: how well the input's intensities separate the predicted
   classes (d' of each pair of foreground classes); a contrast the classes do not show in is
   a contrast the model is guessing on.
-* ``pass_disagreement``: the share of predicted voxels whose class changes between the
-  mirrored test-time-augmentation passes (the model contradicting itself).
+* ``pass_disagreement``: the share of the predicted structure's voxels whose class changes between the
+  mirrored test-time-augmentation passes (the model contradicting itself). Only the structure the
+  prediction keeps counts: on a real head the raw passes disagree about stray voxels on the scalp that
+  the clean-up removes (measured on two real T1 heads: 19-23 % of the passes' foreground, 13-17 % of the
+  kept brain, against 10-14 % on the same brains skull-stripped).
 """
 
 from __future__ import annotations
@@ -66,19 +69,21 @@ def minimum_class_separation(
     return (best, pair) if pair else (math.nan, "")
 
 
-def pass_disagreement(pass_labels: Sequence[torch.Tensor], final_labels: torch.Tensor) -> float:
-    """Share of voxels predicted as foreground by any pass whose class differs between passes.
+def pass_disagreement(pass_labels: Sequence[torch.Tensor], final_labels: torch.Tensor,
+                      structure: np.ndarray | None = None) -> float:
+    """Share of the predicted structure's voxels whose class differs in any pass from the averaged one.
 
     Args:
         pass_labels: argmax (I, J, K) of each TTA pass.
         final_labels: argmax (I, J, K) of the averaged probabilities.
+        structure: bool (I, J, K), the voxels the prediction keeps (its clean-up applied to
+            ``final_labels``); None: ``final_labels > 0``.
     """
     if len(pass_labels) < 2:
         return math.nan
-    foreground = final_labels > 0
-    differs = torch.zeros_like(foreground)
+    kept = torch.as_tensor(np.asarray(structure, dtype=bool)) if structure is not None else final_labels > 0
+    differs = torch.zeros_like(kept)
     for labels in pass_labels:
-        foreground |= labels > 0
         differs |= labels != final_labels
-    total = int(foreground.sum())
-    return float((differs & foreground).sum()) / total if total else 0.0
+    total = int(kept.sum())
+    return float((differs & kept).sum()) / total if total else 0.0

@@ -214,17 +214,18 @@ def test_the_card_texts_for_people_come_from_the_command_and_survive_a_same_weig
     _, run_dir = run
     model = tmp_path / "m"
     assert main(["model-folder", str(run_dir), "--out", str(model), "--description", "Spheres.",
-                 "--intended-use", "Tests only.", "--limitation", "No real scans.", "--limitation", "No cubes."]) == 0
+                 "--intended-use", "Tests only.", "--limitation", "No real scans.", "--limitation", "No cubes.",
+                 "--default-tta"]) == 0
     card = load_model_folder(model).card
     assert (card.description, card.intended_use, card.limitations) == ("Spheres.", "Tests only.",
                                                                        ("No real scans.", "No cubes."))
     export_model_folder(run_dir, model, largest_component=True)  # same weights, a clean-up setting changed
     card = load_model_folder(model).card
-    assert card.postprocess.largest_component
+    assert card.postprocess.largest_component and card.tta
     assert (card.description, card.intended_use, card.limitations) == ("Spheres.", "Tests only.",
                                                                        ("No real scans.", "No cubes."))
-    export_model_folder(run_dir, model, limitations=("Only this.",))
-    assert load_model_folder(model).card.limitations == ("Only this.",)
+    export_model_folder(run_dir, model, limitations=("Only this.",), tta=False)
+    assert load_model_folder(model).card.limitations == ("Only this.",) and not load_model_folder(model).card.tta
     other = write_model_folder(tmp_path / "other", trained_state(steps=1))
     old = json.loads((other / "model_card.json").read_text())
     (other / "model_card.json").write_text(json.dumps({**old, "intended_use": "Another model's use."}))

@@ -62,6 +62,12 @@ def test_pass_disagreement_counts_changed_foreground() -> None:
     moved[:5, :, 0] = 2  # 50 of them change class in one pass
     assert pass_disagreement([final, moved], final) == pytest.approx(50 / 500)
     assert math.isnan(pass_disagreement([final], final))
+    stray = final.clone()
+    stray[9, 9, :] = 3  # 10 voxels one pass labels on the "scalp", away from the structure the clean-up keeps
+    kept = (final > 0).numpy()
+    assert pass_disagreement([final, moved, stray], final, kept) == pytest.approx(50 / 500)  # the stray ones never count
+    kept[:, :, 0] = False  # the structure kept is smaller: only its own voxels count
+    assert pass_disagreement([final, moved], final, kept) == pytest.approx(0.0)
 
 
 def test_flags_name_what_is_wrong_and_stay_quiet_otherwise() -> None:
