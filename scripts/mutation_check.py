@@ -179,6 +179,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "medseg/inference/model_folder.py",
            "                       intended_use=intended_use or old_card.intended_use,\n",
            "                       intended_use=intended_use,\n", ("tests/inference/test_model_folder.py",)),
+    Mutant("tta-disagreement-counts-strays", "the TTA QC check counts voxels outside the structure the clean-up keeps",
+           "medseg/inference/qc_content.py",
+           "    kept = torch.as_tensor(np.asarray(structure, dtype=bool)) if structure is not None else final_labels > 0\n",
+           "    kept = final_labels > 0\n    for labels in pass_labels:\n        kept = kept | (labels > 0)\n",
+           ("tests/inference/test_qc_content.py",)),
     Mutant("card-text-swaps-compared-values", "the card's evaluation table shows the compared model's values as "
            "this model's", "medseg/inference/card_text.py",
            "        own, theirs = row.get(card.name) or {}, row.get(other_name) or {}\n",
