@@ -263,13 +263,10 @@ def export_model_folder(
     # setting keeps them).
     old_card = _readable_card(target) if same_model else None
     kept_members = _members_to_keep(target, old_card)
-    card = replace(card, ensemble=kept_members, intended_use=intended_use, limitations=tuple(limitations),
-                   tta=bool(tta))
-    if old_card is not None:
-        card = replace(card, description=description or old_card.description,
-                       intended_use=intended_use or old_card.intended_use,
-                       limitations=tuple(limitations) or old_card.limitations,
-                       tta=old_card.tta if tta is None else tta)
+    kept = old_card or replace(card, description="", intended_use="", limitations=(), tta=False)
+    card = replace(card, ensemble=kept_members, description=description or kept.description,
+                   intended_use=intended_use or kept.intended_use,
+                   limitations=tuple(limitations) or kept.limitations, tta=kept.tta if tta is None else tta)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = create_temp_dir(target.parent, target.name)  # the umask's permissions: shared as the user chose
     try:

@@ -176,8 +176,8 @@ class Predictor:
         # only their calibrated probabilities: this folder's card does the rest once, on their weighted mean.
         def member_predictor(member: ModelFolder, member_tta: bool = tta) -> Predictor:
             return Predictor(member, device=device, tta=member_tta, sw_batch_size=sw_batch_size, fast=fast,
-                             engine=engine, crop_foreground=crop_foreground, precision=precision, window_plan=window_plan,
-                             memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm,
+                             engine=engine, crop_foreground=crop_foreground, precision=precision,
+                             window_plan=window_plan, memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm,
                              channels_last=channels_last, intensity_refinement=False)
 
         entries = model.card.ensemble if ensemble else ()
@@ -394,7 +394,8 @@ class Predictor:
             with torch.inference_mode():
                 probabilities /= len(flips)
                 final_labels = first_argmax(probabilities)
-                structure = self.clean_up.apply(final_labels.numpy(), spacing_from_affine(np.asarray(grid_affine))) > 0
+                grid_spacing = spacing_from_affine(np.asarray(grid_affine))
+                structure = self.clean_up.apply(final_labels.numpy(), grid_spacing) > 0
                 disagreement = pass_disagreement(pass_labels, final_labels, structure)
             del pass_labels
         probabilities = probabilities.cpu()
