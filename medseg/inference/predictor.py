@@ -177,8 +177,8 @@ class Predictor:
         def member_predictor(member: ModelFolder, member_tta: bool = tta) -> Predictor:
             return Predictor(member, device=device, tta=member_tta, sw_batch_size=sw_batch_size, fast=fast,
                              engine=engine, crop_foreground=crop_foreground, precision=precision,
-                             window_plan=window_plan, memory_budget_gb=memory_budget_gb, fold_batch_norm=fold_batch_norm,
-                             channels_last=channels_last, intensity_refinement=False)
+                             window_plan=window_plan, memory_budget_gb=memory_budget_gb,
+                             fold_batch_norm=fold_batch_norm, channels_last=channels_last, intensity_refinement=False)
 
         entries = model.card.ensemble if ensemble else ()
         folders = dict(zip((entry.name for entry in model.card.ensemble), model.members))
