@@ -189,6 +189,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "        own, theirs = row.get(card.name) or {}, row.get(other_name) or {}\n",
            "        theirs, own = row.get(card.name) or {}, row.get(other_name) or {}\n",
            ("tests/inference/test_card_text.py",)),
+    Mutant("report-md-review-order-by-id", "report.md lists the flagged cases by case id, not most in need of review "
+           "first", "medseg/inference/batch_summary.py",
+           "    return (-attention, -_mean_uncertainty(entry, default=0.0), str(entry.get(\"case_id\", \"\")))\n",
+           "    return (str(entry.get(\"case_id\", \"\")),)\n", ("tests/inference/test_batch_summary.py",)),
+    Mutant("image-reason-names-absolute-path", "a failed image file's reason names it by its absolute path (the "
+           "input's folders may name a patient)", "medseg/inference/batch_case.py",
+           "        for path in sorted(public, key=len, reverse=True):\n            text = text.replace(path, public[path])\n",
+           "", ("tests/inference/test_batch.py",)),
 )
 
 

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Every scan found under INPUT (searched recursively) is segmented; each gets "
         "OUT/<case_id>/ with seg.nii.gz on the source grid, seg.dcm (DICOM-SEG) for DICOM input, "
         "case.json and a completion record. OUT/report.json lists every case with its status, QC flags, "
-        "volumes and timings. Case ids are pseudonymous. Rerunning skips complete cases and redoes the rest.",
+        "volumes and timings; OUT/report.md says the same for people (failures, the cases to review first). "
+        "Case ids are pseudonymous. Rerunning skips complete cases and redoes the rest.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="scan file, DICOM series folder or study root; or one or more DICOMweb study URLs "
@@ -161,6 +162,8 @@ def _print_cases(result) -> int:  # noqa: ANN001 - a medseg.inference.batch.Batc
     for case in result.cases:
         if case["status"] == "failed":
             print(f"FAILED {case['input']} -> {case['case_id']} at {case['stage']}: {case['reason']}")
+    flagged = sum(1 for case in result.cases if case["status"] != "failed" and case.get("qc_flags"))
     print(f"{result.count('ok')} predicted, {result.count('skipped-complete')} already complete, "
-          f"{result.count('failed')} failed; report: {result.report_path}")
+          f"{result.count('failed')} failed, {flagged} flagged for review; report: {result.report_path} "
+          f"(for people: {result.report_path.with_suffix('.md').name})")
     return 0 if result.succeeded else 1

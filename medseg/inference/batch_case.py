@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import nibabel as nib
@@ -83,10 +83,19 @@ class CasePlan:
         return self.relative_input
 
     def redact(self, text: str) -> str:
-        """``text`` without this source's folder and file names (DICOM only)."""
-        if self.source.kind not in PRIVATE_KINDS:
-            return text
-        return redact_names(text, [*self.source.files, self.source.path], self.root)
+        """``text`` without this source's folder and file names (DICOM), or naming an image file as the
+        report does, relative to the batch input (the input's own path may name a patient: it is not
+        written when the batch holds DICOM)."""
+        if self.source.kind in PRIVATE_KINDS:
+            return redact_names(text, [*self.source.files, self.source.path], self.root)
+        folder = PurePosixPath(self.relative_input).parent
+        public = {}
+        for file in (*self.source.files, self.source.path):  # the scan last: its name is relative_input
+            name = self.relative_input if Path(file) == Path(self.source.path) else str(folder / Path(file).name)
+            public.update({str(Path(file)): name, str(Path(file).resolve()): name})
+        for path in sorted(public, key=len, reverse=True):
+            text = text.replace(path, public[path])
+        return text
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``OUT/report.json`` of a batch: every case, its status, outputs, QC flags, volumes and timings.
+"""``OUT/report.json`` of a batch: every case, its status, outputs, QC flags, volumes and timings
+(and ``OUT/report.md``, the same for people: ``medseg.inference.batch_summary``).
 
 Nothing from the DICOM tags goes in beyond the coded Modality and the SeriesInstanceUID: cases
 are named by their pseudonymous id, image files also by their path relative to the batch input,
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg.inference.batch_summary import SUMMARY_NAME, report_markdown
 from medseg.io.atomic import atomic_write_text
 
 REPORT_NAME = "report.json"
@@ -62,8 +64,10 @@ def build_report(*, input_path: str | Path | None, model_dir: str | Path, model_
 
 
 def write_report(out_dir: Path, report: Mapping[str, Any]) -> Path:
-    """Write ``OUT/report.json`` atomically."""
-    return atomic_write_text(out_dir / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+    """Write ``OUT/report.json`` and its page for people, ``OUT/report.md``, each atomically; the JSON's path."""
+    path = atomic_write_text(out_dir / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_dir / SUMMARY_NAME, report_markdown(report))
+    return path
 
 
 def case_outputs(entry: Mapping[str, Any]) -> list[str]:

@@ -34,7 +34,6 @@ from medseg.errors import InputError, MedsegError
 from medseg.inference import batch_report, completion
 from medseg.inference.batch import BatchResult, run_batch
 from medseg.inference.batch_case import DICOM_SEG_FILE, RTSTRUCT_FILE
-from medseg.io.atomic import atomic_write_text
 from medseg.pacs.credentials import Credentials
 from medseg.pacs.dicomweb import (
     STUDIES_FOLDER,
@@ -218,5 +217,5 @@ def _write_pacs_section(out: Path, section: dict[str, Any], batch: BatchResult |
             options={key: value for key, value in batch_options.items() if key != "predictor"}, entries=[],
             ignored=[], class_names=(), wall_seconds=section["wall_seconds"])
     report["pacs"] = section
-    return atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    return batch_report.write_report(out, report)
 

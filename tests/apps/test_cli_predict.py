@@ -42,7 +42,9 @@ def test_all_good_exits_0_and_prints_the_summary(model: Path, tmp_path: Path, ca
     write_nifti(tmp_path / "in" / "b.nii.gz", seed=2)
     out = tmp_path / "out"
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--out", str(out), "--no-progress"]) == 0
-    assert f"2 predicted, 0 already complete, 0 failed; report: {out / 'report.json'}" in capsys.readouterr().out
+    flagged = sum(1 for case in json.loads((out / "report.json").read_text())["cases"] if case["qc_flags"])
+    assert (f"2 predicted, 0 already complete, 0 failed, {flagged} flagged for review; report: {out / 'report.json'} "
+            "(for people: report.md)") in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--out", str(out), "--no-progress"]) == 0
     assert "0 predicted, 2 already complete, 0 failed" in capsys.readouterr().out
 

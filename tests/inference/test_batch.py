@@ -81,6 +81,31 @@ def test_good_cases_get_masks_on_their_grid_and_the_broken_one_is_named(first_ru
     assert json.loads((out / broken["case_id"] / "case.json").read_text())["status"] == "failed"
 
 
+def test_report_md_names_the_failure_and_every_case_as_the_json_does(first_run) -> None:
+    study, _, out, _ = first_run
+    report = read_report(out)
+    page = (out / "report.md").read_text()
+    assert page.startswith("# medseg predict: 4 cases: 3 predicted, 0 already complete, 1 failed;")
+    broken = by_input(report)[BROKEN]
+    assert f"| {broken['case_id']} | {BROKEN} | read | cannot read the voxel data" in page
+    for case in report["cases"]:
+        assert f"| {case['case_id']} | {case['input']} | {case['status']} |" in page
+    # The batch holds DICOM, so neither file names the input folder (its name may be a patient's).
+    assert report["input"] is None and str(study) not in page and str(study) not in (out / "report.json").read_text()
+
+
+def test_a_failed_image_file_is_named_relative_to_the_input(first_run, tmp_path: Path) -> None:
+    study, model, _, _ = first_run
+    folder = tmp_path / "Doe^Jane" / "visit"
+    (folder / "t1.nii.gz").parent.mkdir(parents=True)
+    (folder / "t1.nii.gz").write_bytes(b"not gzip")
+    result = run_batch(folder, model, tmp_path / "out", progress=False)
+    reason = result.cases[0]["reason"]
+    assert "t1.nii.gz" in reason and "Doe^Jane" not in reason, reason
+    failed_section = (tmp_path / "out" / "report.md").read_text().split("## Failed")[1].split("## ")[0]
+    assert "| t1.nii.gz | read |" in failed_section and "Doe^Jane" not in failed_section
+
+
 def test_dicom_input_gets_a_seg_that_highdicom_reads_and_matches_the_mask(first_run) -> None:
     study, _, out, _ = first_run
     case = by_input(read_report(out))["subject_c/series"]
@@ -157,7 +182,7 @@ def test_path_traversal_description_stays_inside_out(first_run) -> None:
     outside = {p for p in everything if not p.is_relative_to(out.resolve()) and not p.is_relative_to(study.resolve())}
     assert outside == set()
     assert not (root / "x").exists() and not (root.parent / "x").exists()
-    assert all(child.name.startswith("case_") or child.name == "report.json" for child in out.iterdir())
+    assert all(child.name.startswith("case_") or child.name in ("report.json", "report.md") for child in out.iterdir())
 
 
 def test_single_scan_and_series_folder_inputs(first_run, tmp_path: Path) -> None:
