@@ -73,11 +73,13 @@ def opened_region(
     """
     blocks = [max(1, int(round(grid_mm / s))) for s in spacing]
     shape = foreground.shape
-    padded = [-(-n // b) * b for n, b in zip(shape, blocks)]
-    grid = np.zeros(padded, dtype=np.float32)
-    grid[: shape[0], : shape[1], : shape[2]] = foreground
-    coarse = grid.reshape(padded[0] // blocks[0], blocks[0], padded[1] // blocks[1], blocks[1],
-                          padded[2] // blocks[2], blocks[2]).mean(axis=(1, 3, 5)) >= 0.5
+    extra = [-n % b for n, b in zip(shape, blocks)]
+    with torch.inference_mode():  # block means (zeros past the end count): numpy's strided mean is ~10x slower
+        grid = torch.from_numpy(np.ascontiguousarray(foreground)).to(torch.float32)[None, None]
+        if any(extra):
+            grid = torch.nn.functional.pad(grid, (0, extra[2], 0, extra[1], 0, extra[0]))
+        coarse = (torch.nn.functional.avg_pool3d(grid, kernel_size=blocks, stride=blocks)[0, 0] >= 0.5).numpy()
+        del grid
     coarse_spacing = [s * b for s, b in zip(spacing, blocks)]
     ball = _ball([radius_mm / s for s in coarse_spacing])
     eroded = _convolve(coarse, ball) >= float(ball.sum()) - 0.5

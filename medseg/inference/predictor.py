@@ -41,12 +41,12 @@ from medseg.inference.finish import first_argmax, to_source_grid
 from medseg.inference.intensity_refinement import refine_by_intensity
 from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
 from medseg.inference.model_folder import ModelFolder, load_model_folder
-from medseg.inference.outline_member import trim_outline
+from medseg.inference.outline_member import brain_region, mean_brain, trim_outline
 from medseg.inference.prediction import CleanUp, Prediction, finish_prediction
-from medseg.inference.preprocess import preprocess_volume
+from medseg.inference.preprocess import box_on_network_grid, preprocess_volume
 from medseg.inference.qc_content import pass_disagreement
 from medseg.inference.stripped_scan import adapt_to_skull_stripped
-from medseg.inference.tta import tta_flips
+from medseg.inference.tta import mirrored_box, tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
 from medseg.types import Volume, spacing_from_affine
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
@@ -301,10 +301,12 @@ class Predictor:
             member_probabilities, disagreement = predictor._source_probabilities(
                 volume, timings, cancel, lambda done, index=index: report((index * SOURCE_SHARE + done) / parts))
             disagreements.append(disagreement)
+            if len(predictors) > 1:
+                member_probabilities *= np.float32(weight)  # in place: a 1 mm head's (C, I, J, K) is 145 MB
             if source_probabilities is None:
-                source_probabilities = member_probabilities if len(predictors) == 1 else weight * member_probabilities
+                source_probabilities = member_probabilities
             else:
-                source_probabilities += weight * member_probabilities
+                source_probabilities += member_probabilities
             del member_probabilities
         # TTA disagreement: the largest among the members (each compares its own passes on its own grid).
         disagreement = max((d for d in disagreements if not math.isnan(d)), default=math.nan)
@@ -319,13 +321,17 @@ class Predictor:
         outline = None
         if self.outline_member is not None and not (stripped is not None and stripped.skull_stripped):
             name, weight, member = self.outline_member
-            member_probabilities, _ = member._source_probabilities(
-                volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts))
             mark = time.perf_counter()
-            outline = trim_outline(source_probabilities, member_probabilities[0], weight, name,
-                                   lambda labels: self.clean_up.apply(labels, volume.spacing))
-            del member_probabilities
+            clean_up = lambda labels: self.clean_up.apply(labels, volume.spacing)  # noqa: E731
+            brain = mean_brain(source_probabilities, clean_up)
             timings["outline"] = time.perf_counter() - mark
+            member_probabilities, _ = member._source_probabilities(
+                volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts),
+                region=brain_region(brain, volume.spacing), background_only=True)
+            mark = time.perf_counter()
+            outline = trim_outline(source_probabilities, member_probabilities[0], weight, name, clean_up, brain=brain)
+            del member_probabilities, brain
+            timings["outline"] += time.perf_counter() - mark
 
         refinement = None
         if self.refine_classes:
@@ -345,16 +351,22 @@ class Predictor:
 
     def _source_probabilities(
         self, volume: Volume, timings: dict[str, float], cancel: CancelCallback | None,
-        report: Callable[[float], None],
+        report: Callable[[float], None], region: tuple[slice, ...] | None = None, background_only: bool = False,
     ) -> tuple[np.ndarray, float]:
         """This network's calibrated probabilities (C, I, J, K) on ``volume``'s grid, and its TTA disagreement.
 
         Adds its stages' seconds to ``timings`` (``"preprocess"``, ``"network"``, ``"resample"``); ``report``
         gets the progress of this part of the work, from 0 to ``SOURCE_SHARE``. The disagreement is NaN without TTA.
+        ``region``: a box of ``volume``'s voxels, all the caller needs (an outline member: ``brain_region``);
+        a ``"segments"`` plan then runs only there and gives class 0 with certainty elsewhere (``run_plan``).
+        ``background_only``: only class 0 and the sum of the others are resampled to ``volume``'s grid (then
+        (2, I, J, K)): all an outline member's trim reads, at half the cost of four classes.
         """
         mark = time.perf_counter()
         with torch.inference_mode():
             image = preprocess_volume(volume, self.config)
+        grid_region = None if region is None else box_on_network_grid(
+            region, np.asarray(volume.affine), np.asarray(image.affine), tuple(image.shape[1:]))
         timings["preprocess"] += time.perf_counter() - mark
         report(PREPROCESS_SHARE)
 
@@ -374,7 +386,7 @@ class Predictor:
         pass_labels: list[torch.Tensor] = []  # argmax of each TTA pass, for the disagreement QC flag
         grid_affine = image.affine
         for index, flip in enumerate(flips):
-            result = self._run(image, plan, flip, tick, cancel, self.temperature)
+            result = self._run(image, plan, flip, tick, cancel, self.temperature, grid_region)
             if index == len(flips) - 1:
                 del image  # the preprocessed scan goes before the full-size probabilities are made
             soft = result.probabilities()
@@ -404,6 +416,8 @@ class Predictor:
 
         mark = time.perf_counter()
         with torch.inference_mode():
+            if background_only:  # background and all tissue: still a distribution, renormalised as one
+                probabilities = torch.stack((probabilities[0], 1.0 - probabilities[0]))
             source_probabilities = to_source_grid(probabilities, grid_affine, volume)
         timings["resample"] += time.perf_counter() - mark
         report(SOURCE_SHARE)
@@ -424,15 +438,18 @@ class Predictor:
 
     def _run(
         self, image: torch.Tensor, plan: WindowPlan, flip: tuple[int, ...], tick: Callable[[], None],
-        cancel: CancelCallback | None, temperature: float,
+        cancel: CancelCallback | None, temperature: float, region: tuple[slice, ...] | None = None,
     ) -> PlanResult:
-        """The plan's result for one mirror ``flip`` (of the flipped image: flip back after)."""
+        """The plan's result for one mirror ``flip`` (of the flipped image: flip back after); ``region``: a box of
+        the unflipped image's voxels (``run_plan``)."""
         # "monai": the reference, the network as it is (float32); the other plans through the engine.
         runner = self.network if plan.kind == "monai" else self.window_runner(plan.forwards)
         values = torch.as_tensor(image).as_subclass(torch.Tensor).to(torch.float32)
         dims = tuple(d - 1 for d in flip)  # (B, C, ...) dims -> (C, ...) dims
         if dims:
             values = torch.flip(values, dims)
+        if region is not None:
+            region = mirrored_box(region, flip, tuple(values.shape[1:]))
 
         def network(batch: torch.Tensor) -> torch.Tensor:
             out = runner(batch.to(self.device))
@@ -440,7 +457,7 @@ class Predictor:
             return out.cpu()
 
         return run_plan(values.cpu(), network, plan, self.config.network, self.geometry, temperature=temperature,
-                        batch_size=self.sw_batch_size, before_batch=lambda: _check_cancel(cancel))
+                        batch_size=self.sw_batch_size, before_batch=lambda: _check_cancel(cancel), region=region)
 
     def _check_channels(self, volume: Volume) -> None:
         expected = len(self.modalities)

@@ -53,3 +53,23 @@ def preprocess_volume(volume: Volume, config: ExperimentConfig) -> MetaTensor:
     """
     chain = preprocessing_chain(config, volume.channel_names)
     return chain({IMAGE: volume_to_metatensor(volume)})[IMAGE]
+
+
+def box_on_network_grid(box: tuple[slice, ...], source_affine: np.ndarray, grid_affine: np.ndarray,
+                        grid_shape: tuple[int, ...], pad: int = 1) -> tuple[slice, ...]:
+    """The network-grid voxels covering a box of source voxels, ``pad`` more per side (clipped to the grid).
+
+    Args:
+        box: (I, J, K) slices with integer starts and stops on the source grid.
+        source_affine, grid_affine: (4, 4) voxel -> RAS maps of the source and network grids.
+        grid_shape: the network grid's (I', J', K').
+        pad: extra grid voxels per side (1 covers the trilinear interpolation back to the source grid).
+    """
+    corners = np.array([[*point, 1.0] for point in np.ndindex(2, 2, 2)], dtype=np.float64)
+    for axis, part in enumerate(box):
+        corners[:, axis] = np.where(corners[:, axis] > 0, part.stop - 1, part.start)
+    grid = (np.linalg.inv(np.asarray(grid_affine, np.float64)) @ np.asarray(source_affine, np.float64)
+            @ corners.T)[:3]
+    low = np.floor(grid.min(axis=1)).astype(int) - pad
+    high = np.ceil(grid.max(axis=1)).astype(int) + 1 + pad
+    return tuple(slice(int(max(lo, 0)), int(min(hi, n))) for lo, hi, n in zip(low, high, grid_shape))

@@ -45,3 +45,9 @@ def tta_flips(config: ExperimentConfig) -> tuple[Flip, ...]:
         return ((), (dim,))
     raise ConfigError("tta: the model was trained without mirror flips (transforms.augment.flip, "
                       "data.synth.flip), so test-time mirroring would show it inputs it never saw")
+
+
+def mirrored_box(box: tuple[slice, ...], flip: Flip, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A box of (I, J, K) voxels (integer starts and stops) of a grid of ``shape``, as it lies after ``flip``."""
+    return tuple(slice(shape[axis] - part.stop, shape[axis] - part.start) if axis + 2 in flip else part
+                 for axis, part in enumerate(box))

@@ -7,7 +7,7 @@ validation scores what inference will produce.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.inferers import sliding_window_inference
@@ -34,6 +34,7 @@ def run_plan(
     temperature: float = 1.0,
     batch_size: int = 1,
     before_batch: Callable[[], None] | None = None,
+    region: Sequence[slice] | None = None,
 ) -> PlanResult:
     """Cover ``image`` (C, I, J, K) with ``plan``; the result's ``.probabilities()`` / ``.logits()``: (K, I, J, K).
 
@@ -43,6 +44,9 @@ def run_plan(
         plan: from ``choose_plan`` for this scan's shape.
         batch_size: windows per call (``"windows"`` and ``"monai"`` plans).
         before_batch: called before each network call (progress, cancellation).
+        region: a box of ``image``'s voxels that is all the caller needs: a ``"segments"`` plan computes only
+            the segments covering it (exactly; class 0 with certainty elsewhere, ``segment_volume``); the other
+            plans cover the whole scan.
     """
     if plan.kind == "windows":
         return blend_windows(image, network, plan.window, overlap=plan.overlap, batch_size=batch_size,
@@ -52,7 +56,7 @@ def run_plan(
                             before_batch=before_batch)
     if plan.kind == "segments":
         return segment_volume(image, network, plan.window, geometry.margin, geometry.align,
-                              temperature=temperature, before_batch=before_batch)
+                              temperature=temperature, before_batch=before_batch, region=region)
 
     def watched(batch: torch.Tensor) -> torch.Tensor:
         if before_batch is not None:

@@ -26,6 +26,8 @@ from medseg.networks.valid_padding import pad_for_valid
 Network = Callable[[torch.Tensor], torch.Tensor]
 # Softmax a slab of this many voxels at a time (no full-size temporaries).
 SLAB_VOXELS = 1 << 20
+# The other classes' logits outside a ``segment_volume`` region: softmax gives them 0 and class 0 one, in float32.
+OUTSIDE_LOGIT = -1.0e4
 
 
 @dataclass(eq=False)
@@ -83,9 +85,21 @@ def whole_volume(
     return VolumeLogits(logits, temperature)
 
 
-def segment_starts(size: int, segment: int) -> list[int]:
-    """Starts of the output segments tiling ``size`` voxels (the last one may be shorter)."""
-    return list(range(0, size, segment))
+def segment_starts(bounds: tuple[int, int], segment: int) -> list[int]:
+    """Starts of the output segments tiling voxels ``bounds[0]`` to ``bounds[1]`` (the last one may be shorter)."""
+    return list(range(bounds[0], bounds[1], segment))
+
+
+def _aligned_bounds(region: Sequence[slice], size: Sequence[int], aligned: Sequence[int],
+                    align: int) -> list[tuple[int, int]]:
+    """Per axis, ``region`` widened to the pooling grid: start down, stop up to a multiple of ``align``."""
+    bounds = []
+    for box, n, limit in zip(region, size, aligned):
+        start, stop, _ = box.indices(n)
+        if stop <= start:
+            raise ValueError(f"segment_volume: empty region {tuple(region)} of a volume of {tuple(size)} voxels")
+        bounds.append((start // align * align, min(-(-stop // align) * align, limit)))
+    return bounds
 
 
 def segment_volume(
@@ -98,22 +112,28 @@ def segment_volume(
     pad_mode: str = "replicate",
     temperature: float = 1.0,
     before_batch: Callable[[], None] | None = None,
+    region: Sequence[slice] | None = None,
 ) -> VolumeLogits:
     """Logits (K, I, J, K) of a valid network over output segments of ``segment`` voxels (multiples of ``align``).
 
     Equal to ``SameSizeOutput(network, margin, align, pad_mode)`` for a network equivariant to shifts
     by ``align`` (DeepMedic with running batch-norm statistics); with per-window statistics each
     segment normalises over its own input.
+
+    ``region`` (a box of the volume's voxels): compute only the segments tiling it, from starts on the same
+    pooling grid and each with its full context, so every voxel in it gets the whole forward's logits; outside
+    the computed segments the logits say class 0 with certainty (0 for it, ``OUTSIDE_LOGIT`` for the others).
     """
     size = tuple(image.shape[1:])
     with torch.inference_mode():
         context = pad_for_valid(image[None].float(), margin, align, pad_mode)
         aligned = tuple(n - 2 * margin for n in context.shape[2:])
+        bounds = [(0, n) for n in aligned] if region is None else _aligned_bounds(region, size, aligned, align)
         result: torch.Tensor | None = None
-        for a in segment_starts(aligned[0], segment[0]):
-            for b in segment_starts(aligned[1], segment[1]):
-                for c in segment_starts(aligned[2], segment[2]):
-                    stops = [min(s + w, n) for s, w, n in zip((a, b, c), segment, aligned)]
+        for a in segment_starts(bounds[0], segment[0]):
+            for b in segment_starts(bounds[1], segment[1]):
+                for c in segment_starts(bounds[2], segment[2]):
+                    stops = [min(s + w, hi) for s, w, (_, hi) in zip((a, b, c), segment, bounds)]
                     piece = context[:, :, a : stops[0] + 2 * margin, b : stops[1] + 2 * margin,
                                     c : stops[2] + 2 * margin]
                     if before_batch is not None:
@@ -121,6 +141,9 @@ def segment_volume(
                     logits = network(piece)[0].float()
                     if result is None:
                         result = torch.empty((logits.shape[0], *size), dtype=torch.float32)
+                        if region is not None:
+                            result[0] = 0.0
+                            result[1:] = OUTSIDE_LOGIT
                     keep = [max(min(stop, n) - start, 0) for start, stop, n in zip((a, b, c), stops, size)]
                     if min(keep) > 0:
                         result[:, a : a + keep[0], b : b + keep[1], c : c + keep[2]] = \

@@ -42,6 +42,34 @@ def test_segments_equal_one_whole_volume_forward_for_deepmedic() -> None:
     torch.testing.assert_close(one, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_a_region_gets_the_whole_forward_inside_and_certain_class_0_outside() -> None:
+    config, network = _deepmedic()
+    image = torch.randn((1, 20, 23, 17), generator=torch.Generator().manual_seed(3))
+    geometry = network_geometry(config)  # margin 9, align 3
+    region = (slice(4, 11), slice(7, 15), slice(2, 9))
+    seen: list[tuple[int, ...]] = []
+    with torch.inference_mode():
+        expected = SameSizeOutput(network, geometry.margin, geometry.align)(image[None])[0]
+
+        def watched(batch: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(batch.shape[2:]))
+            return network(batch)
+
+        for segment in ((6, 9, 6), (21, 24, 18)):
+            seen.clear()
+            logits = segment_volume(image, watched, segment, geometry.margin, geometry.align, region=region).logits()
+            assert logits.shape == expected.shape
+            torch.testing.assert_close(logits[(slice(None), *region)], expected[(slice(None), *region)],
+                                       atol=1e-4, rtol=1e-4)
+            # the region widened to the pooling grid (3..12, 6..15, 0..9) is all that ran, each piece with its context
+            assert sum((i - 18) * (j - 18) * (k - 18) for i, j, k in seen) == 9 * 9 * 9
+            outside = torch.softmax(logits[:, :3, :, :], dim=0)
+            assert bool((outside[0] == 1.0).all()) and bool((outside[1:] == 0.0).all())
+        with pytest.raises(ValueError, match="empty region"):
+            segment_volume(image, network, (6, 9, 6), geometry.margin, geometry.align,
+                           region=(slice(4, 4), slice(0, 5), slice(0, 5)))
+
+
 def test_misaligned_segments_would_not_stitch() -> None:
     """The alignment matters: segments of 5 (not a multiple of DeepMedic's 3) change the answer."""
     config, network = _deepmedic()
