@@ -197,6 +197,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "input's folders may name a patient)", "medseg/inference/batch_case.py",
            "        for path in sorted(public, key=len, reverse=True):\n            text = text.replace(path, public[path])\n",
            "", ("tests/inference/test_batch.py",)),
+    Mutant("segment-region-off-pooling-grid", "a segment region starts where the box starts, not on the pooling grid",
+           "medseg/windows/whole.py",
+           "        bounds.append((start // align * align, min(-(-stop // align) * align, limit)))\n",
+           "        bounds.append((start, min(-(-stop // align) * align, limit)))\n", ("tests/windows/test_runner.py",)),
+    Mutant("outline-member-over-whole-scan", "the outline member's network runs over the whole scan again",
+           "medseg/inference/predictor.py",
+           "                region=brain_region(brain, volume.spacing), background_only=True)\n",
+           "                region=None, background_only=True)\n", ("tests/models/test_shipped_ensemble.py",)),
+    Mutant("region-not-mirrored", "a mirror pass computes the region where it lies in the unmirrored scan",
+           "medseg/inference/tta.py",
+           "    return tuple(slice(shape[axis] - part.stop, shape[axis] - part.start) if axis + 2 in flip else part\n",
+           "    return tuple(part\n", ("tests/models/test_shipped_ensemble.py",)),
 )
 
 

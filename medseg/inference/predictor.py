@@ -25,6 +25,7 @@ Steps of ``Predictor.predict(volume)``:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -322,7 +323,7 @@ class Predictor:
         if self.outline_member is not None and not (stripped is not None and stripped.skull_stripped):
             name, weight, member = self.outline_member
             mark = time.perf_counter()
-            clean_up = lambda labels: self.clean_up.apply(labels, volume.spacing)  # noqa: E731
+            clean_up = functools.partial(self.clean_up.apply, spacing=volume.spacing)
             brain = mean_brain(source_probabilities, clean_up)
             timings["outline"] = time.perf_counter() - mark
             member_probabilities, _ = member._source_probabilities(
