@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     parser.add_argument("--uncertainty", action="store_true", help="also write uncertainty.nii.gz (entropy, 0..1)")
     parser.add_argument("--probabilities", action="store_true",
-                        help="also write probabilities.nii.gz (I, J, K, C) calibrated class probabilities")
+                        help="also write probabilities.nii.gz (I, J, K, C) calibrated class probabilities, as they are "
+                        "before the card's clean-up: where it removed a stray piece, seg.nii.gz says background")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="mirror test-time augmentation over the flips the model trained under (the brain "
                              "models: left-right, 2 passes; slower); default: what the model card says "
