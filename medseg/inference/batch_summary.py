@@ -85,11 +85,13 @@ def _settings_lines(report: Mapping[str, Any], summary: Mapping[str, Any]) -> li
     per_scan = summary.get("seconds_per_scan")
     timing = f"wall time {_number(summary.get('wall_seconds'), 1)} s"
     if per_scan is not None:
-        timing += f", {_number(per_scan, 2)} s per predicted scan (network {_number(summary.get('predict_seconds_per_scan'), 2)} s)"
+        predicting = _number(summary.get("predict_seconds_per_scan"), 2)
+        timing += f", {_number(per_scan, 2)} s per predicted scan (predicting {predicting} s)"
     source = report.get("input")
+    named = f"`{_cell(source)}`" if source else "not named (it holds DICOM, whose folders may name patients)"
     return [f"- model: `{_cell(name)}` (folder sha256 {sha}), classes: {_cell(', '.join(_class_names(report, [])))}",
             f"- settings: {_cell(shown) or 'defaults'}",
-            f"- input: `{_cell(source)}`" if source else "- input: not named (it holds DICOM, whose folders may name patients)",
+            f"- input: {named}",
             f"- {report.get('created', '?')}, {timing}",
             "- details per case: `report.json` and `<case>/case.json`; review: `medseg view --pred OUT`"]
 
@@ -125,7 +127,8 @@ def _pacs_lines(pacs: Mapping[str, Any] | None) -> list[str]:
     studies = (pacs or {}).get("studies") or []
     if not studies:
         return []
-    lines = ["## PACS studies", "", "| study | status | cases | sent | round trip (s) | reason |", "|---|---|---|---|---|---|"]
+    lines = ["## PACS studies", "", "| study | status | cases | sent | round trip (s) | reason |",
+             "|---|---|---|---|---|---|"]
     for study in studies:
         lines.append(_row(study.get("study_uid") or study.get("url"), study.get("status"),
                           len(study.get("case_ids") or ()), study.get("sent_instances", ""),

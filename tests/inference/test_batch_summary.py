@@ -32,7 +32,8 @@ CASES = [
     _case("case_a", flags=("high uncertainty",), uncertainty=0.31),
     _case("case_b"),
     _case("case_c", flags=("volume out of range", "passes disagree"), uncertainty=0.12),
-    _case("case_d", status="failed", stage="read", reason="not a readable NIfTI file | truncated\n(hint: copy it again)"),
+    _case("case_d", status="failed", stage="read",
+          reason="not a readable NIfTI file | truncated\n(hint: copy it again)"),
     _case("case_e", status="skipped-complete", flags=("high uncertainty",), uncertainty=0.44),
     _case("case_f", flags=("high uncertainty",), uncertainty=0.31),
 ]
@@ -48,10 +49,11 @@ def test_headline_settings_and_failures() -> None:
                                     "4 flagged for review")
     assert "`brain-tissue-unet` (folder sha256 abababababab), classes: CSF, gray matter, white matter" in page
     assert "- settings: tta on, workers 1" in page and "- input: `/studies/today`" in page
-    assert "3.00 s per predicted scan (network 2.25 s)" in page
+    assert "3.00 s per predicted scan (predicting 2.25 s)" in page
     failed = _section(page, "Failed (1)")
     # The reason's pipe and line break would break the table: escaped and joined.
-    assert "| case_d | in/case_d.nii.gz | read | not a readable NIfTI file \\| truncated (hint: copy it again) |" in failed
+    assert ("| case_d | in/case_d.nii.gz | read | not a readable NIfTI file \\| truncated (hint: copy it again) |"
+            in failed)
     assert "case_a" not in failed
 
 
@@ -87,7 +89,8 @@ def test_no_cases_pacs_studies_and_a_node_queue() -> None:
                         {"url": "http://127.0.0.1:8042/dicom-web/studies/9.9", "status": "failed",
                          "case_ids": [], "reason": "HTTP 404 <html>"}]}
     page = report_markdown(_report([], pacs=pacs, queue={"received": 2, "sent": 5}))
-    assert page.splitlines()[0] == "# medseg predict: 0 cases: 0 predicted, 0 already complete, 0 failed; 0 flagged for review"
+    assert page.splitlines()[0] == ("# medseg predict: 0 cases: 0 predicted, 0 already complete, 0 failed; "
+                                    "0 flagged for review")
     assert "No scans were found." in page
     studies = _section(page, "PACS studies")
     assert "| 1.2.3 | ok | 1 | 1 | 4.3 |  |" in studies
