@@ -206,8 +206,8 @@ def _send_study(entry: dict[str, Any], cases: Sequence[dict[str, Any]], out: Pat
 
 def _write_pacs_section(out: Path, section: dict[str, Any], batch: BatchResult | None, model_dir: str | Path,
                         batch_options: dict[str, Any]) -> Path:
-    """Add ``pacs`` to the batch's ``OUT/report.json`` (a report of no cases when nothing was predicted)."""
-    path = out / batch_report.REPORT_NAME
+    """Add ``pacs`` to the batch's ``OUT/report.json`` and ``report.md`` (a report of no cases when nothing was
+    predicted)."""
     if batch is not None and batch.report_path is not None:
         report = json.loads(batch.report_path.read_text(encoding="utf-8"))
     else:

@@ -81,6 +81,8 @@ def test_pull_predict_and_store_back(orthanc, model, tmp_path, capsys, caplog):
     assert report["pacs"]["cases"] == {case["case_id"]: study_uid}
     assert study["round_trip_s"] > 0 and study["folder"].startswith("studies/study_")
     assert "rtstruct.dcm" in " ".join(case["outputs"])
+    page = (out / "report.md").read_text()  # the page for people carries the PACS section too
+    assert f"| {study_uid} | ok | 1 | 2 |" in page and f"| {case['case_id']} | {case['input']} | ok |" in page
 
     # the stored RTSTRUCT, read back from the PACS, rasterises to the predicted mask
     rt_path, = orthanc.download_series(series["RTSTRUCT"], tmp_path / "back" / "rt")
