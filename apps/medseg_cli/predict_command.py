@@ -72,6 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stripped-background-odds", type=float, default=None, metavar="K",
                         help="override the model card's factor (0 < K <= 1; 1 = off) on the background's odds at the "
                         "signal voxels of a scan judged skull-stripped")
+    parser.add_argument("--head-background-odds", type=float, default=None, metavar="K",
+                        help="override the model card's factor (1 <= K <= 4; 1 = off) on the background's odds of a "
+                        "scan with the skull on: higher labels less tissue outside the brain, at its edge's cost")
     parser.add_argument("--foreground-opening-mm", type=float, default=None, metavar="MM",
                         help="override the model card's foreground opening (models that keep the largest foreground "
                         "component): cut tissue joined through bridges narrower than about twice this radius; 0 = off")
@@ -153,6 +156,8 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
         options["prior_weight"] = args.prior_weight  # range checked by the Predictor
     if args.stripped_background_odds is not None:
         options["stripped_background_odds"] = args.stripped_background_odds  # range checked by the Predictor
+    if args.head_background_odds is not None:
+        options["head_background_odds"] = args.head_background_odds  # range checked by the Predictor
     if args.foreground_opening_mm is not None:
         options["foreground_opening_mm"] = args.foreground_opening_mm  # range checked by the Predictor
     return options

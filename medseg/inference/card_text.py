@@ -87,6 +87,8 @@ def _postprocess_lines(card: ModelCard) -> list[str]:
                      f"EM iterations, bias field {post.refine_bias_field}, prior weight {post.refine_prior_weight:g})")
     if post.stripped_background_odds != 1.0:
         lines.append(f"- on a scan judged skull-stripped: background odds x {post.stripped_background_odds:g}")
+    if post.head_background_odds != 1.0:
+        lines.append(f"- on a scan with the skull on: background odds x {post.head_background_odds:g}")
     if post.largest_foreground:
         opening = f" after an opening of {post.foreground_opening_mm:g} mm" if post.foreground_opening_mm else ""
         lines.append(f"- the largest connected piece of all tissue classes kept{opening}")

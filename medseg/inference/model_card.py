@@ -38,7 +38,8 @@ CARD_KEYS = frozenset({"format", "name", "description", "intended_use", "limitat
                        "colors", "modalities", "inference", "postprocess", "training", "qc", "evaluation", "ensemble"})
 INFERENCE_KEYS = frozenset({"tta"})
 POSTPROCESS_KEYS = frozenset({"largest_component", "min_component_ml", "largest_foreground", "foreground_opening_mm",
-                              "intensity_refinement", "stripped_background_odds"})
+                              "intensity_refinement", "stripped_background_odds", "head_background_odds"})
+MAX_HEAD_BACKGROUND_ODDS = 4.0  # beyond this the brain's edge goes, not just what lies outside it
 # Sasha Trubetskoy's "20 distinct colours" (first 12): readable on grey scans and for common colour-vision deficiencies.
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4",
@@ -79,6 +80,9 @@ class PostprocessSettings:
             scan's intensities move tissue boundaries further, ``intensity_refinement.refine_by_intensity``).
         stripped_background_odds: on a scan judged skull-stripped, the factor on the background's odds at its
             signal voxels (``medseg.inference.stripped_scan``; 1 = off).
+        head_background_odds: on a scan with the skull on (not judged skull-stripped), the factor >= 1 on the
+            background's odds everywhere, after the outline member and before the refinement
+            (``stripped_scan.raise_head_background_odds``; 1 = off).
         foreground_opening_mm: before keeping the largest foreground component, cut pieces joined to
             it through bridges narrower than about twice this radius (a morphological opening,
             ``medseg.inference.foreground_opening``; 0 = off).
@@ -93,6 +97,7 @@ class PostprocessSettings:
     refine_bias_field: str = "none"
     refine_prior_weight: float = 1.0
     stripped_background_odds: float = 1.0
+    head_background_odds: float = 1.0
 
     def refinement_dict(self) -> dict[str, Any] | None:
         """The card's ``intensity_refinement`` entry (None when off)."""
@@ -243,6 +248,8 @@ class ModelCard:
                                if self.postprocess.foreground_opening_mm > 0 else {}),
                             **({"stripped_background_odds": self.postprocess.stripped_background_odds}
                                if self.postprocess.stripped_background_odds != 1.0 else {}),
+                            **({"head_background_odds": self.postprocess.head_background_odds}
+                               if self.postprocess.head_background_odds != 1.0 else {}),
                             **({"intensity_refinement": self.postprocess.refinement_dict()}
                                if self.postprocess.refine_classes else {})},
             "training": self.training, "qc": self.qc.to_dict() if self.qc is not None else None,
@@ -333,6 +340,14 @@ def check_background_odds(value: Any) -> float:
     return float(value)
 
 
+def check_head_background_odds(value: Any) -> float:
+    """``value`` as the whole-head background odds factor; ValueError unless a number in [1, 4]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 1.0 <= float(value) <= MAX_HEAD_BACKGROUND_ODDS:
+        raise ValueError(f"head_background_odds must be a number in [1, {MAX_HEAD_BACKGROUND_ODDS:g}], got {value!r}")
+    return float(value)
+
+
 def check_prior_weight(value: Any) -> float:
     """``value`` as the refinement's prior weight; ValueError unless a number in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
@@ -387,7 +402,8 @@ def read_card(path: str | Path) -> ModelCard:
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
                                           opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field,
-                                          prior_weight, check_background_odds(post.get("stripped_background_odds", 1.0)))
+                                          prior_weight, check_background_odds(post.get("stripped_background_odds", 1.0)),
+                                          check_head_background_odds(post.get("head_background_odds", 1.0)))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None
     try:

@@ -194,6 +194,7 @@ def export_model_folder(
     bias_field: str = "none",
     prior_weight: float = 1.0,
     stripped_background_odds: float = 1.0,
+    head_background_odds: float = 1.0,
 ) -> Path:
     """Build a model folder from a training run (atomically).
 
@@ -222,6 +223,8 @@ def export_model_folder(
         prior_weight: exponent on the network's prior in the refinement, in (0, 1].
         stripped_background_odds: factor in (0, 1] on the background's odds at the signal voxels of a scan
             judged skull-stripped (``medseg.inference.stripped_scan``; 1 = off).
+        head_background_odds: factor in [1, 4] on the background's odds of a scan with the skull on
+            (``stripped_scan.raise_head_background_odds``; 1 = off).
         search_json: the ``search.json`` of the `medseg tune` study the config came from; the card
             records it under ``training.search``.
 
@@ -252,7 +255,8 @@ def export_model_folder(
     card = build_card(state, paths, config, name or target.name, description, qc_reference, largest_component,
                       checkpoint, largest_foreground=largest_foreground, refine_classes=refine_classes,
                       foreground_opening_mm=foreground_opening_mm, bias_field=bias_field,
-                      prior_weight=prior_weight, stripped_background_odds=stripped_background_odds)
+                      prior_weight=prior_weight, stripped_background_odds=stripped_background_odds,
+                      head_background_odds=head_background_odds)
     if search_json is not None:
         from medseg.research.tune_report import search_card_entry  # local: only for tuned models
 

@@ -17,7 +17,9 @@ Steps of ``Predictor.predict(volume)``:
    argmax. The output affine is the input volume's affine, by construction. An ensemble folder
    (``medseg.inference.ensemble``) runs steps 1-4 for each member on its own grid and with its own
    temperature, and takes the card's weighted mean on the source grid; the steps below run once (after the
-   skull-stripped check, an outline member may trim the mean's brain outline: ``medseg.inference.outline_member``);
+   skull-stripped check, an outline member may trim the mean's brain outline: ``medseg.inference.outline_member``;
+   on a scan with the skull on the card's ``head_background_odds`` then raises the background's odds:
+   ``medseg.inference.stripped_scan``);
 5. optional clean-up (largest connected component per class, small components by mL; steps 5-6:
    ``medseg.inference.prediction``);
 6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
@@ -40,13 +42,18 @@ from medseg.errors import Cancelled, ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
 from medseg.inference.finish import first_argmax, to_source_grid
 from medseg.inference.intensity_refinement import refine_by_intensity
-from medseg.inference.model_card import check_background_odds, check_prior_weight, opening_radius
+from medseg.inference.model_card import (
+    check_background_odds,
+    check_head_background_odds,
+    check_prior_weight,
+    opening_radius,
+)
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.outline_member import brain_region, mean_brain, trim_outline
 from medseg.inference.prediction import CleanUp, Prediction, finish_prediction
 from medseg.inference.preprocess import box_on_network_grid, preprocess_volume
 from medseg.inference.qc_content import pass_disagreement
-from medseg.inference.stripped_scan import adapt_to_skull_stripped
+from medseg.inference.stripped_scan import adapt_to_skull_stripped, raise_head_background_odds
 from medseg.inference.tta import mirrored_box, tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
 from medseg.types import Volume, spacing_from_affine
@@ -92,6 +99,8 @@ class Predictor:
         prior_weight: override the card's exponent on the network's prior in that refinement, in (0, 1].
         stripped_background_odds: override the card's factor on the background's odds at the signal voxels of a
             scan judged skull-stripped (``medseg.inference.stripped_scan``; 1 = off), in (0, 1].
+        head_background_odds: override the card's factor on the background's odds of a scan with the skull on
+            (``stripped_scan.raise_head_background_odds``; 1 = off), in [1, 4].
         foreground_opening_mm: override the card's foreground opening radius (mm; 0 = off): with the
             card's largest-foreground clean-up, pieces joined through narrower bridges are cut first
             (``medseg.inference.foreground_opening``).
@@ -130,6 +139,7 @@ class Predictor:
         bias_correction: bool = True,
         prior_weight: float | None = None,
         stripped_background_odds: float | None = None,
+        head_background_odds: float | None = None,
         foreground_opening_mm: float | None = None,
         channels_last: bool | None = None,
         ensemble: bool = True,
@@ -159,6 +169,8 @@ class Predictor:
         try:
             self.stripped_background_odds = check_background_odds(
                 card.stripped_background_odds if stripped_background_odds is None else stripped_background_odds)
+            self.head_background_odds = check_head_background_odds(
+                card.head_background_odds if head_background_odds is None else head_background_odds)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         try:
@@ -312,8 +324,8 @@ class Predictor:
         # TTA disagreement: the largest among the members (each compares its own passes on its own grid).
         disagreement = max((d for d in disagreements if not math.isnan(d)), default=math.nan)
 
-        stripped = None
-        if self.stripped_background_odds < 1.0:
+        stripped = None  # the skull-stripped check runs when either background-odds setting needs it
+        if self.stripped_background_odds < 1.0 or self.head_background_odds > 1.0:
             mark = time.perf_counter()
             stripped = adapt_to_skull_stripped(volume.array[0], source_probabilities, volume.spacing,
                                                self.stripped_background_odds)
@@ -333,6 +345,8 @@ class Predictor:
             outline = trim_outline(source_probabilities, member_probabilities[0], weight, name, clean_up, brain=brain)
             del member_probabilities, brain
             timings["outline"] += time.perf_counter() - mark
+        if stripped is not None and self.head_background_odds > 1.0:
+            stripped = raise_head_background_odds(source_probabilities, stripped, self.head_background_odds)
 
         refinement = None
         if self.refine_classes:

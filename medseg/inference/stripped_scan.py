@@ -1,4 +1,4 @@
-"""Skull-stripped scans: their zeros already say where the outside is, so the background's odds inside fall.
+"""Skull-stripped or whole head: the background's prior odds set for the kind of scan.
 
 A brain-tissue network trained on whole heads and skull-stripped brains alike has learnt that the edge of
 the brain is where tissue ends, whatever lies beyond. On a skull-stripped scan that costs tissue at the
@@ -6,9 +6,16 @@ brain's outer edge: the slim DeepMedic, whose normal pathway sees 34 mm, calls b
 2-4 mm inside the brain mask of a synthetic skull-stripped T1 and a third of the gray matter of a real one.
 But a skull-stripped scan is zero outside the brain: its signal voxels are brain, except for the thin rim a
 stripping tool leaves. So on such a scan the prior odds of background at a signal voxel are far lower than
-in the network's training mix; ``lower_background_odds`` applies that prior shift (label-shift adaptation,
+in the network's training mix; ``scale_background_odds`` applies that prior shift (label-shift adaptation,
 Saerens et al. 2002): the background's odds are multiplied by ``odds`` < 1, the other classes keep their
 ratios and share the rest. Voxels without signal keep the network's answer.
+
+On a scan with the skull on, ``raise_head_background_odds`` multiplies the background's odds everywhere by a
+card's factor >= 1 (``postprocess.head_background_odds``): the decision between brain and not-brain then
+weighs a voxel of tissue labelled outside the brain (on the dura, the scalp, a muscle: the error a reader sees
+first, and the one the outline of synthetic training heads least prepares a network for) above a voxel of
+brain missed at its edge. Only uncertain voxels move (a factor k turns background where P(background) lies
+between 1/(1+k) and 1/2), and the tissue classes keep their ratios.
 
 Detection (in ``adapt_to_skull_stripped``, on a grid strided to about 4 mm, tissue counted if any voxel of a
 block is tissue): of the signal voxels (above ``FLOOR_FRACTION`` of the 99th percentile of the positive
@@ -24,7 +31,7 @@ scan-type condition.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -44,7 +51,8 @@ class StrippedCheck:
     Attributes:
         skull_stripped: the scan was judged skull-stripped (and the background's odds were lowered).
         far_fraction: share of the signal voxels farther than ``FAR_MM`` from the network's tissue.
-        odds: the factor applied to the background's odds (1 when not skull-stripped).
+        odds: the factor applied to the background's odds: ``stripped_background_odds`` on a skull-stripped scan,
+            ``head_background_odds`` on a whole head once ``raise_head_background_odds`` applied it, else 1.
     """
 
     skull_stripped: bool
@@ -77,18 +85,44 @@ def far_fraction(signal: np.ndarray, tissue: np.ndarray, spacing: tuple[float, .
     return float((signal & (distance > FAR_MM)).sum() / count)
 
 
-def lower_background_odds(probabilities: np.ndarray, where: np.ndarray, odds: float) -> None:
-    """Multiply class 0's odds by ``odds`` at ``where`` in (C, I, J, K) ``probabilities``, in place.
+def scale_background_odds(probabilities: np.ndarray, where: np.ndarray | None, odds: float) -> None:
+    """Multiply class 0's odds by ``odds`` > 0 at ``where`` (None: everywhere) in (C, I, J, K) ``probabilities``.
 
-    p0' = k p0 / (k p0 + 1 - p0); the other classes are scaled by (1 - p0') / (1 - p0), so each voxel still sums
-    to 1 and the tissue classes keep their ratios.
+    In place: p0' = k p0 / (k p0 + 1 - p0); the other classes are scaled by (1 - p0') / (1 - p0), so each voxel
+    still sums to 1 and the tissue classes keep their ratios.
     """
+    if where is None:
+        background = probabilities[0]
+        scaled = odds * background / (odds * background + (1.0 - background))
+        scale = (1.0 - scaled) / np.maximum(1.0 - background, 1e-12)
+        probabilities[1:] *= scale  # broadcast over the classes: no (C, I, J, K) temporary
+        probabilities[0] = scaled
+        return
     background = probabilities[0][where]
-    lowered = odds * background / (odds * background + (1.0 - background))
-    scale = (1.0 - lowered) / np.maximum(1.0 - background, 1e-12)
+    scaled = odds * background / (odds * background + (1.0 - background))
+    scale = (1.0 - scaled) / np.maximum(1.0 - background, 1e-12)
     for index in range(1, probabilities.shape[0]):
         probabilities[index][where] *= scale
-    probabilities[0][where] = lowered
+    probabilities[0][where] = scaled
+
+
+def raise_head_background_odds(probabilities: np.ndarray, check: StrippedCheck, odds: float) -> StrippedCheck:
+    """On a scan with the skull on (``check`` not skull-stripped), the background's odds x ``odds`` everywhere.
+
+    Args:
+        probabilities: (C, I, J, K) float32, class 0 the background; changed in place unless skull-stripped.
+        check: ``adapt_to_skull_stripped``'s finding for this scan.
+        odds: the factor, >= 1 (module docstring; 1 = off).
+
+    Returns:
+        ``check`` with ``odds`` recording the factor applied.
+    """
+    if odds < 1.0:
+        raise ValueError(f"head_background_odds must be >= 1, got {odds}")
+    if check.skull_stripped or odds == 1.0:
+        return check
+    scale_background_odds(probabilities, None, odds)
+    return replace(check, odds=odds)
 
 
 def _block_any(background: np.ndarray, stride: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -123,5 +157,5 @@ def adapt_to_skull_stripped(
                             tuple(float(s) * step for s, step in zip(spacing, stride)))
     stripped = bool(coarse_signal.any()) and fraction < STRIPPED_FAR_FRACTION
     if stripped and odds < 1.0:
-        lower_background_odds(probabilities, image > floor, odds)
+        scale_background_odds(probabilities, image > floor, odds)
     return StrippedCheck(stripped, fraction, odds if stripped else 1.0)

@@ -16,6 +16,7 @@ from medseg.inference.model_card import (
     ModelCard,
     PostprocessSettings,
     check_background_odds,
+    check_head_background_odds,
     default_colors,
     opening_radius,
     refinement_settings,
@@ -41,6 +42,7 @@ def build_card(
     bias_field: str = "none",
     prior_weight: float = 1.0,
     stripped_background_odds: float = 1.0,
+    head_background_odds: float = 1.0,
 ) -> ModelCard:
     """The model card of a checkpoint ``state`` of the run in ``paths``.
 
@@ -81,6 +83,10 @@ def build_card(
         check_background_odds(stripped_background_odds)
     except ValueError as error:
         raise ConfigError(f"--stripped-background-odds: {error}") from None
+    try:
+        check_head_background_odds(head_background_odds)
+    except ValueError as error:
+        raise ConfigError(f"--head-background-odds: {error}") from None
     if foreground_opening_mm and not largest_foreground:
         raise ConfigError("--foreground-opening-mm: needs --largest-foreground (the opening keeps the largest piece)")
     try:
@@ -94,7 +100,8 @@ def build_card(
                                         refine_classes=tuple(refine_classes),
                                         foreground_opening_mm=foreground_opening_mm, refine_bias_field=bias_field,
                                         refine_prior_weight=prior_weight,
-                                        stripped_background_odds=stripped_background_odds),
+                                        stripped_background_odds=stripped_background_odds,
+                                        head_background_odds=head_background_odds),
         training=training_summary(state, paths, config, datalist, split, checkpoint), qc=qc,
     )
 

@@ -223,7 +223,8 @@ def test_predictor_options_from_the_command_line_reach_the_report_and_redo_compl
     out = _copy_out(first_run, tmp_path)
     status = main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress", "--uncertainty",
                    "--probabilities", "--window-plan", "whole", "--memory-budget-gb", "2", "--no-refine",
-                   "--foreground-opening-mm", "6", "--prior-weight", "0.8", "--stripped-background-odds", "0.5"])
+                   "--foreground-opening-mm", "6", "--prior-weight", "0.8", "--stripped-background-odds", "0.5",
+                   "--head-background-odds", "1.5"])
     report = read_report(out)
     assert status == 1 and report["options"]["window_plan"] == "whole"
     assert report["options"]["memory_budget_gb"] == 2 and report["options"]["intensity_refinement"] is False
@@ -231,11 +232,12 @@ def test_predictor_options_from_the_command_line_reach_the_report_and_redo_compl
     cases = by_input(report)
     assert {cases[name]["status"] for name in GOOD} == {"ok"}  # other settings than the record's: redone
     stripped = cases[GOOD[0]]["skull_stripped"]  # the check ran (odds below 1) and says what it found
-    assert set(stripped) == {"skull_stripped", "far_fraction", "odds"} and stripped["odds"] in (0.5, 1.0)
+    assert set(stripped) == {"skull_stripped", "far_fraction", "odds"} and stripped["odds"] in (0.5, 1.5)
     record = read_record(out / cases[GOOD[0]]["case_id"])
     assert record["options"]["predictor"] == {"intensity_refinement": False, "memory_budget_gb": 2.0,
                                               "window_plan": "whole", "foreground_opening_mm": 6.0,
-                                              "prior_weight": 0.8, "stripped_background_odds": 0.5}
+                                              "prior_weight": 0.8, "stripped_background_odds": 0.5,
+                                              "head_background_odds": 1.5}
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
                  "--memory-budget-gb", "0"]) == 2
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
@@ -244,3 +246,5 @@ def test_predictor_options_from_the_command_line_reach_the_report_and_redo_compl
                  "--prior-weight", "1.5"]) == 2
     assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
                  "--stripped-background-odds", "0"]) == 2
+    assert main(["predict", str(study), "--model", str(model), "--out", str(out), "--no-progress",
+                 "--head-background-odds", "0.5"]) == 2

@@ -149,6 +149,12 @@ def test_export_refuses_a_bias_field_or_prior_weight_without_the_refinement(run:
     lowered = export_model_folder(run_dir, tmp_path / "lowered", stripped_background_odds=0.2)
     assert load_model_folder(lowered).card.postprocess.stripped_background_odds == 0.2
     assert Predictor.from_model(lowered).stripped_background_odds == 0.2
+    with pytest.raises(ConfigError, match="--head-background-odds"):
+        export_model_folder(run_dir, tmp_path / "alone", head_background_odds=0.5)
+    raised = export_model_folder(run_dir, tmp_path / "raised", head_background_odds=1.5)
+    assert load_model_folder(raised).card.postprocess.head_background_odds == 1.5
+    assert Predictor.from_model(raised).head_background_odds == 1.5
+    assert Predictor.from_model(raised, head_background_odds=1.0).head_background_odds == 1.0
 
 
 def test_load_refuses_missing_files(model_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Skull-stripped scans: the background's odds fall at their signal voxels; whole heads are never touched."""
+"""Background odds by kind of scan: they fall at a skull-stripped scan's signal voxels, rise on a whole head's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from scipy import ndimage
 
 from medseg.errors import InputError
 from medseg.inference.model_card import read_card
-from medseg.inference.stripped_scan import adapt_to_skull_stripped, far_fraction, lower_background_odds
+from medseg.inference.stripped_scan import (
+    adapt_to_skull_stripped,
+    far_fraction,
+    raise_head_background_odds,
+    scale_background_odds,
+)
 
 SPACING = (1.0, 1.0, 1.0)
 
@@ -73,7 +78,7 @@ def test_a_whole_head_is_never_touched() -> None:
 
 def test_the_odds_shift_and_its_checks() -> None:
     probabilities = np.array([0.5, 0.25, 0.25, 0.0], np.float32).reshape(4, 1, 1, 1)
-    lower_background_odds(probabilities, np.ones((1, 1, 1), bool), 0.1)
+    scale_background_odds(probabilities, np.ones((1, 1, 1), bool), 0.1)
     assert probabilities[0, 0, 0, 0] == pytest.approx(0.1 / 1.1)
     assert probabilities[1, 0, 0, 0] == pytest.approx(probabilities[2, 0, 0, 0]) and probabilities[3, 0, 0, 0] == 0
     assert probabilities.sum() == pytest.approx(1.0)
@@ -88,16 +93,55 @@ def test_the_odds_shift_and_its_checks() -> None:
     assert far_fraction(signal, tissue, SPACING) > 0.0
 
 
-@pytest.mark.parametrize("value, ok", [(0.1, True), (1, True), (0, False), (1.5, False), (True, False), ("0.1", False)])
-def test_the_card_key_is_validated(tmp_path, value, ok) -> None:
+def test_a_whole_head_loses_only_its_uncertain_edge_to_the_head_odds() -> None:
+    radius, truth = _brain()
+    # A network sure of the brain (tissue 0.9), unsure of a shell outside it (radius 20-22: background 0.42,
+    # CSF 0.48, GM 0.1: labelled CSF), certain background beyond.
+    probabilities = np.zeros((4, *truth.shape), np.float32)
+    probabilities[3][truth == 3] = 0.9
+    probabilities[2][truth == 2] = 0.9
+    probabilities[1][truth == 1] = 0.9
+    probabilities[0][truth > 0] = 0.1
+    outside = (truth == 0) & (radius < 22)
+    probabilities[0][outside], probabilities[1][outside], probabilities[2][outside] = 0.42, 0.48, 0.1
+    probabilities[0][(truth == 0) & ~outside] = 1.0
+    original = probabilities.copy()
+    head = adapt_to_skull_stripped(_image(truth, scalp_from=26, radius=radius), probabilities, SPACING, 1.0)
+    assert not head.skull_stripped and head.odds == 1.0
+    raised = raise_head_background_odds(probabilities, head, 1.25)
+    assert raised.odds == 1.25 and not raised.skull_stripped
+    labels_before, labels_after = original.argmax(axis=0), probabilities.argmax(axis=0)
+    assert (labels_before[outside] > 0).all() and (labels_after[outside] == 0).all()  # 0.475 > 0.434
+    np.testing.assert_array_equal(labels_after[truth > 0], labels_before[truth > 0])  # the sure brain stays
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probabilities[0][outside], 1.25 * 0.42 / (1.25 * 0.42 + 0.58), rtol=1e-5)
+    np.testing.assert_allclose(probabilities[1][outside] / probabilities[2][outside], 0.48 / 0.1, rtol=1e-5)
+    # A skull-stripped scan keeps what its own odds made of it: the head odds never apply there.
+    stripped_probabilities = original.copy()
+    stripped = adapt_to_skull_stripped(_image(truth), stripped_probabilities, SPACING, 1.0)
+    assert stripped.skull_stripped
+    assert raise_head_background_odds(stripped_probabilities, stripped, 1.25) is stripped
+    np.testing.assert_array_equal(stripped_probabilities, original)
+    with pytest.raises(ValueError, match="head_background_odds"):
+        raise_head_background_odds(probabilities, head, 0.5)
+
+
+@pytest.mark.parametrize("key, value, ok", [
+    ("stripped_background_odds", 0.1, True), ("stripped_background_odds", 1, True),
+    ("stripped_background_odds", 0, False), ("stripped_background_odds", 1.5, False),
+    ("stripped_background_odds", True, False), ("stripped_background_odds", "0.1", False),
+    ("head_background_odds", 1.25, True), ("head_background_odds", 1, True), ("head_background_odds", 4, True),
+    ("head_background_odds", 0.9, False), ("head_background_odds", 4.5, False), ("head_background_odds", "1.2", False),
+])
+def test_the_card_keys_are_validated(tmp_path, key, value, ok) -> None:
     card = {"format": "medseg-model-card/1", "class_names": ["background", "a", "b"], "modalities": ["T1"],
-            "postprocess": {"stripped_background_odds": value}}
+            "postprocess": {key: value}}
     path = tmp_path / "model_card.json"
     path.write_text(json.dumps(card))
     if ok:
-        assert read_card(path).postprocess.stripped_background_odds == float(value)
+        assert getattr(read_card(path).postprocess, key) == float(value)
     else:
-        with pytest.raises(InputError, match="stripped_background_odds"):
+        with pytest.raises(InputError, match=key):
             read_card(path)
 
 
