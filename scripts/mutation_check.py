@@ -210,6 +210,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "medseg/inference/tta.py",
            "    return tuple(slice(shape[axis] - part.stop, shape[axis] - part.start) if axis + 2 in flip else part\n",
            "    return tuple(part\n", ("tests/models/test_shipped_ensemble.py",)),
+    Mutant("head-odds-never-applied", "the card's whole-head background odds are read but never applied",
+           "medseg/inference/predictor.py",
+           "        if stripped is not None and self.head_background_odds > 1.0:\n",
+           "        if False:\n", ("tests/models/test_refinement_on_real_scans.py",)),
+    Mutant("head-odds-on-stripped-scans", "the whole-head background odds also raise a skull-stripped scan's",
+           "medseg/inference/stripped_scan.py",
+           "    if check.skull_stripped or odds == 1.0:\n",
+           "    if odds == 1.0:\n", ("tests/inference/test_stripped_scan.py",)),
 )
 
 
