@@ -402,7 +402,8 @@ def read_card(path: str | Path) -> ModelCard:
                                           bool(post.get("largest_foreground", False)),
                                           refine_classes, refine_iterations,
                                           opening_radius(post.get("foreground_opening_mm", 0.0)), bias_field,
-                                          prior_weight, check_background_odds(post.get("stripped_background_odds", 1.0)),
+                                          prior_weight,
+                                          check_background_odds(post.get("stripped_background_odds", 1.0)),
                                           check_head_background_odds(post.get("head_background_odds", 1.0)))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(path, f"'postprocess' is malformed: {post!r} ({error})", hint) from None

@@ -91,16 +91,13 @@ def scale_background_odds(probabilities: np.ndarray, where: np.ndarray | None, o
     In place: p0' = k p0 / (k p0 + 1 - p0); the other classes are scaled by (1 - p0') / (1 - p0), so each voxel
     still sums to 1 and the tissue classes keep their ratios.
     """
+    background = probabilities[0] if where is None else probabilities[0][where]
+    scaled = odds * background / (odds * background + (1.0 - background))
+    scale = (1.0 - scaled) / np.maximum(1.0 - background, 1e-12)
     if where is None:
-        background = probabilities[0]
-        scaled = odds * background / (odds * background + (1.0 - background))
-        scale = (1.0 - scaled) / np.maximum(1.0 - background, 1e-12)
         probabilities[1:] *= scale  # broadcast over the classes: no (C, I, J, K) temporary
         probabilities[0] = scaled
         return
-    background = probabilities[0][where]
-    scaled = odds * background / (odds * background + (1.0 - background))
-    scale = (1.0 - scaled) / np.maximum(1.0 - background, 1e-12)
     for index in range(1, probabilities.shape[0]):
         probabilities[index][where] *= scale
     probabilities[0][where] = scaled
