@@ -69,6 +69,9 @@ def test_the_shipped_cards_state_use_and_limits_and_print_their_results(capsys: 
         first = rows[0][name]["GM"], rows[0][other]["GM"]  # the table gives both models' values, in that order
         assert f"| {rows[0]['condition']} |" in out and f"{first[0]:.3f} ({first[1]:.3f})" in out
     assert main(["models", "brain-tissue-unet"]) == 0
-    assert "- members/deepmedic-outline: deepmedic, temperature 1.01, outline member" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "- members/deepmedic-outline: deepmedic, temperature 1.01, outline member" in out
+    assert "- on a scan judged skull-stripped: background odds x 0.5\n- on a scan with the skull on: background " \
+           "odds x 1.25\n" in out
     assert main(["models", "no-such-model"]) == 2
     assert "no-such-model: neither an existing path nor a bundled model folder" in capsys.readouterr().err
