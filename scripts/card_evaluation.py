@@ -6,7 +6,7 @@
 
 Reads ``COMPARISON/<model>/checks.json`` (``scripts/compare_models.py``) for every model and writes, into each
 card, ``evaluation = {checks, compared_with, rows, [note]}``: one row per condition with every model's
-CSF / GM / WM Dice, brain Dice, mL outside the brain, mean HD95, mean surface Dice, ECE away from
+CSF / GM / WM Dice, brain Dice, mL outside the brain (and more than 5 mm from it), mean HD95, mean surface Dice, ECE away from
 boundaries, AUROC, agreement and seconds. The rest of each card is kept as it is.
 """
 
@@ -29,6 +29,7 @@ def _cells(row: dict[str, Any]) -> dict[str, float | None]:
     return {
         "CSF": _number(dice.get("CSF")), "GM": _number(dice.get("GM")), "WM": _number(dice.get("WM")),
         "brain": _number(row.get("brain_dice")), "out mL": _number(row.get("outside_ml")),
+        "far mL": _number(row.get("far_outside_ml")),
         "HD95 mm": _number((row.get("hd95_mm") or {}).get("mean")),
         "NSD": _number((row.get("surface_dice") or {}).get("mean")),
         "ECE away": _number(row.get("ece_away")), "AUROC": _number(row.get("auroc_all")),

@@ -34,7 +34,8 @@ Metrics (``score``), with the brain = the reference's (or mask's) non-zero voxel
 
 * Dice per class, ``2|P & R| / (|P| + |R|)`` (NaN when both are empty), and their mean;
 * brain Dice: predicted foreground (any class) against the brain;
-* outside mL: volume predicted as tissue outside the brain;
+* outside mL: volume predicted as tissue outside the brain; far mL: the part of it more than
+  ``FAR_OUTSIDE_MM`` from the brain (on skull, muscle, scalp), as against an outline a voxel or two off the mask's;
 * ECE (``medseg.evaluation.calibration``, top-label, 15 bins) of the calibrated probabilities over all
   in-brain voxels ("all"), and over in-brain voxels at least ``BOUNDARY_MARGIN`` voxels from the
   reference's class boundaries ("away"), where the reference's own partial-volume noise is small;
@@ -83,6 +84,7 @@ CLASS_NAMES: tuple[str, ...] = ("CSF", "GM", "WM")
 BOUNDARY_MARGIN = 2.0  # voxels between a voxel and the reference's class boundary for the "away" metrics
 ECE_BINS = 15
 SURFACE_TOLERANCE_MM = 2.0  # one voxel of the 2 mm network grid
+FAR_OUTSIDE_MM = 5.0  # tissue further than this from the brain mask is non-brain content, not an outline's placement
 FWHM_PER_SIGMA = 2.3548
 
 # Condition settings (the issue's protocol).
@@ -141,6 +143,21 @@ def brain_dice(prediction: np.ndarray, brain: np.ndarray) -> float:
 def outside_mask_ml(prediction: np.ndarray, brain: np.ndarray, spacing: Sequence[float]) -> float:
     """mL labelled as tissue (label > 0) outside the brain mask."""
     voxels = int(np.logical_and(np.asarray(prediction) > 0, ~np.asarray(brain, dtype=bool)).sum())
+    return voxels * float(np.prod(spacing)) / 1000.0
+
+
+def far_outside_mask_ml(prediction: np.ndarray, brain: np.ndarray, spacing: Sequence[float], *,
+                        margin_mm: float = FAR_OUTSIDE_MM) -> float:
+    """mL labelled as tissue more than ``margin_mm`` (centre to centre, in mm) from every brain-mask voxel.
+
+    Separates tissue on the skull, muscle or scalp (the whole-head failure) from an outline placed a voxel or
+    two off the mask's, where two masks' definitions of the outer CSF already differ.
+    """
+    outside = ~np.asarray(brain, dtype=bool)
+    if outside.all():  # no brain: every tissue voxel is far from it (the transform needs a zero)
+        return outside_mask_ml(prediction, brain, spacing)
+    distance = ndimage.distance_transform_edt(outside, sampling=[float(v) for v in spacing])
+    voxels = int(np.logical_and(np.asarray(prediction) > 0, distance > margin_mm).sum())
     return voxels * float(np.prod(spacing)) / 1000.0
 
 
@@ -248,6 +265,7 @@ def score(
     result: dict[str, Any] = {"dice": class_dice(labels, reference)}
     result["brain_dice"] = brain_dice(labels, brain)
     result["outside_ml"] = outside_mask_ml(labels, brain, spacing)
+    result["far_outside_ml"] = far_outside_mask_ml(labels, brain, spacing)
     result.update(surface_metrics(labels, reference, spacing))
     if confidence:
         result.update(confidence_metrics(prediction.probabilities, prediction.uncertainty, labels, reference, brain))
@@ -645,6 +663,7 @@ def real_scan_rows(predictor: Any, check: dict[str, Any], settings: CheckSetting
         "dice": class_dice(oblique_labels, moved_reference),
         "brain_dice": brain_dice(oblique_labels, moved_mask),
         "outside_ml": outside_mask_ml(oblique_labels, moved_mask, spacing),
+        "far_outside_ml": far_outside_mask_ml(oblique_labels, moved_mask, spacing),
         "agreement": oblique_vs_nifti["mean"],
         "agreement_per_class": oblique_vs_nifti,
         "agreement_nearest": agreement(oblique_labels_nearest, nifti_labels)["mean"],
@@ -694,6 +713,7 @@ def one_mm_oblique_row(predictor: Any, check: dict[str, Any], stripped: np.ndarr
         "dice": class_dice(oblique_labels, moved_reference),
         "brain_dice": brain_dice(oblique_labels, moved_mask),
         "outside_ml": outside_mask_ml(oblique_labels, moved_mask, (ONE_MM,) * 3),
+        "far_outside_ml": far_outside_mask_ml(oblique_labels, moved_mask, (ONE_MM,) * 3),
         "agreement": oblique_vs_nifti["mean"],
         "agreement_per_class": oblique_vs_nifti,
         "controls": {"nifti_dice_vs_reference": class_dice(nifti_labels, moved_reference)},
@@ -934,8 +954,8 @@ def _jsonable(value: Any) -> Any:
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("CSF", "CSF"), ("GM", "GM"), ("WM", "WM"), ("mean", "mean"), ("brain_dice", "brain Dice"),
-    ("outside_ml", "outside mL"), ("ece_away", "ECE away"), ("ece_all", "ECE all"), ("auroc_all", "AUROC"),
-    ("auroc_away", "AUROC away"), ("hd95_mean", "HD95 mm"), ("nsd_mean", "NSD"), ("agreement", "agreement"),
+    ("outside_ml", "outside mL"), ("far_outside_ml", "far mL"), ("ece_away", "ECE away"), ("ece_all", "ECE all"),
+    ("auroc_all", "AUROC"), ("auroc_away", "AUROC away"), ("hd95_mean", "HD95 mm"), ("nsd_mean", "NSD"), ("agreement", "agreement"),
     ("seconds", "s"),
 )
 
@@ -943,7 +963,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 def _cell(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if key == "outside_ml":
+    if key in ("outside_ml", "far_outside_ml"):
         return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
     if key in ("seconds", "hd95_mean"):
         return f"{value:.1f}"

@@ -16,6 +16,7 @@ from medseg.evaluation.shift_checks import (
     isotropic_grid,
     move,
     oblique_grid,
+    far_outside_mask_ml,
     outside_mask_ml,
     resample_labels,
     rigid_world,
@@ -45,6 +46,19 @@ def test_outside_mask_ml_counts_tissue_outside_the_mask_in_ml() -> None:
     mask[1] = True  # only the second plane is brain
     assert outside_mask_ml(prediction, mask, (1.0, 2.0, 3.0)) == pytest.approx(3 * 6 / 1000)
     assert outside_mask_ml(prediction, np.ones_like(mask), (1.0, 2.0, 3.0)) == 0.0
+
+
+def test_far_outside_counts_only_tissue_beyond_the_margin_in_mm_on_an_anisotropic_grid() -> None:
+    mask = np.zeros((1, 1, 12), bool)
+    mask[0, 0, :3] = True  # brain: k = 0..2; spacing 2 mm along k, so voxel k is 2 * (k - 2) mm from it
+    prediction = np.zeros_like(mask, dtype=np.uint8)
+    prediction[0, 0, [1, 3, 4, 5, 6, 9]] = [2, 1, 2, 3, 1, 2]  # in the brain, then 2, 4, 6, 8, 14 mm from it
+    spacing = (1.0, 1.0, 2.0)
+    assert outside_mask_ml(prediction, mask, spacing) == pytest.approx(5 * 2 / 1000)
+    assert far_outside_mask_ml(prediction, mask, spacing) == pytest.approx(3 * 2 / 1000)  # 6, 8, 14 mm
+    assert far_outside_mask_ml(prediction, mask, spacing, margin_mm=8.0) == pytest.approx(2 / 1000)
+    assert far_outside_mask_ml(prediction, np.zeros_like(mask), spacing) == pytest.approx(6 * 2 / 1000)
+    assert far_outside_mask_ml(prediction, np.ones_like(mask), spacing) == 0.0
 
 
 def test_surface_metrics_measure_a_known_shift_in_mm() -> None:

@@ -76,13 +76,14 @@ def load_real_checks(out_dir: Path | None = None, names: Sequence[str] | None = 
     return checks
 
 
-def whole_head_scores(predictor: Any, check: dict[str, Any]) -> tuple[float, float, dict[str, float]]:
-    """A real head with the skull on: (brain Dice, mL of tissue outside the brain mask, Dice per class)."""
-    from medseg.evaluation.shift_checks import brain_dice, class_dice, outside_mask_ml
+def whole_head_scores(predictor: Any, check: dict[str, Any]) -> tuple[float, float, float, dict[str, float]]:
+    """A real head with the skull on: (brain Dice, mL of tissue outside the brain mask, the part of it more than
+    5 mm from the mask (skull, muscle, scalp), Dice per class)."""
+    from medseg.evaluation.shift_checks import brain_dice, class_dice, far_outside_mask_ml, outside_mask_ml
 
     labels = predictor.predict(check["volume"]).labels.array
     return (brain_dice(labels, check["mask"]), outside_mask_ml(labels, check["mask"], check["spacing"]),
-            class_dice(labels, check["reference"]))
+            far_outside_mask_ml(labels, check["mask"], check["spacing"]), class_dice(labels, check["reference"]))
 
 
 def stripped_moved_dice(predictor: Any, check: dict[str, Any]) -> tuple[float, float, float]:
@@ -95,11 +96,14 @@ def stripped_moved_dice(predictor: Any, check: dict[str, Any]) -> tuple[float, f
     return dice["CSF"], dice["GM"], dice["WM"]
 
 
-def assert_whole_head(predictor: Any, check: dict[str, Any], bars: tuple[float, float, float, float]) -> None:
-    """``whole_head_scores`` at least (brain Dice, -, GM Dice, WM Dice) and at most the mL outside in ``bars``."""
-    min_brain, max_outside, min_gm, min_wm = bars
-    brain, outside, dice = whole_head_scores(predictor, check)
+def assert_whole_head(predictor: Any, check: dict[str, Any],
+                      bars: tuple[float, float, float, float, float]) -> None:
+    """``whole_head_scores`` at least (brain Dice, -, -, GM Dice, WM Dice) and at most the mL outside and far
+    outside in ``bars``."""
+    min_brain, max_outside, max_far_outside, min_gm, min_wm = bars
+    brain, outside, far_outside, dice = whole_head_scores(predictor, check)
     assert brain >= min_brain and outside <= max_outside, (check["name"], brain, outside)
+    assert far_outside <= max_far_outside, (check["name"], far_outside)
     assert dice["GM"] >= min_gm and dice["WM"] >= min_wm, (check["name"], dice)
 
 
