@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from medseg.review.class_table import ClassRow, class_table
+from medseg.review.uncertainty_view import near_labels
 from medseg.types import Volume
 from medseg_napari._layers import add_layer, grid_of, labels_layer, uncertainty_layer
 
@@ -42,6 +43,7 @@ def show_result(
     qc_flags: Sequence[str] = (),
     prediction: str | None = None,
     original: np.ndarray | None = None,
+    near_contours: bool = True,
 ) -> ShownResult:
     """Add (replacing earlier ones) a contour Labels layer and an uncertainty layer for (I, J, K) results.
 
@@ -54,13 +56,19 @@ def show_result(
         qc_flags: the case's QC flags (listed in the class table).
         prediction: the file the labels came from (kept in the layer's metadata).
         original: the model's labels, when ``labels`` are an earlier review of them.
+        near_contours: show the uncertainty only near labelled voxels (``medseg.review.uncertainty_view``);
+            both maps stay in the layer's metadata for ``show_uncertainty_near``.
     """
     _replace(viewer, LABELS_NAME)
     _replace(viewer, UNCERTAINTY_NAME)
     grid = grid_of(volume)
     shown_uncertainty = None
     if uncertainty is not None:
-        shown_uncertainty = add_layer(viewer, uncertainty_layer(uncertainty, volume, name=UNCERTAINTY_NAME))
+        near = near_labels(uncertainty, labels, volume.spacing)
+        shown_uncertainty = add_layer(viewer, uncertainty_layer(near if near_contours else uncertainty, volume,
+                                                                name=UNCERTAINTY_NAME))
+        shown_uncertainty.metadata["medseg_uncertainty"] = {"near": grid.to_display(near),
+                                                            "full": grid.to_display(uncertainty)}
     layer = add_layer(viewer, labels_layer(labels, volume, name=LABELS_NAME, class_names=class_names,
                                            colors=colors, prediction=prediction))
     if original is not None:
@@ -71,6 +79,12 @@ def show_result(
                        uncertainty=None if uncertainty is None else grid.to_display(uncertainty),
                        qc_flags=qc_flags, axis=0)
     return ShownResult(labels=layer, uncertainty=shown_uncertainty, rows=rows, volume=volume)
+
+
+def show_uncertainty_near(layer: Any, near: bool) -> None:
+    """Show an uncertainty layer's map near the contours only (True) or everywhere (False)."""
+    maps = layer.metadata["medseg_uncertainty"]
+    layer.data = maps["near" if near else "full"]
 
 
 def jump_to_class(viewer: Any, layer: Any, row: ClassRow) -> tuple[float, ...] | None:

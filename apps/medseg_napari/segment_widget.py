@@ -1,7 +1,7 @@
 """Segment dock: choose a model, run it on the open scan in a background thread, show the result.
 
 Parts are attributes (``model_combo``, ``scan_combo``, ``run_button``, ``cancel_button``,
-``progress``, ``contour_check``, ``uncertainty_check``, ``opacity_slider``, ``table``) so
+``progress``, ``contour_check``, ``uncertainty_check``, ``near_check``, ``opacity_slider``, ``table``) so
 tests drive the callbacks without clicks. The model is a folder with ``model.yaml``,
 ``weights.pt`` and ``model_card.json``, run by ``medseg.inference.predictor.Predictor``.
 """
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 from medseg.errors import MedsegError
 from medseg.inference.card_text import folder_tooltip
 from medseg.resources import resources_root
-from medseg_napari._results import ShownResult, jump_to_class, show_result
+from medseg_napari._results import ShownResult, jump_to_class, show_result, show_uncertainty_near
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class SegmentWidget(QWidget):
         self.contour_check.setChecked(True)
         self.uncertainty_check = QCheckBox("uncertainty")
         self.uncertainty_check.setChecked(True)
+        self.near_check = QCheckBox("near contours only")
+        self.near_check.setChecked(True)
+        self.near_check.setToolTip("Hide the uncertainty more than 10 mm from any labelled voxel (face, neck).")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(50)
@@ -99,6 +102,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.contour_check)
         opacity = QHBoxLayout()
         opacity.addWidget(self.uncertainty_check)
+        opacity.addWidget(self.near_check)
         opacity.addWidget(QLabel("opacity"))
         opacity.addWidget(self.opacity_slider, 1)
         layout.addLayout(opacity)
@@ -110,6 +114,7 @@ class SegmentWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.contour_check.toggled.connect(self.set_contours)
         self.uncertainty_check.toggled.connect(self.set_uncertainty_visible)
+        self.near_check.toggled.connect(self.set_uncertainty_near)
         self.opacity_slider.valueChanged.connect(self.set_uncertainty_opacity)
         self.table.cellClicked.connect(lambda row, _column: self.jump_to_row(row))
         self.viewer.layers.events.inserted.connect(self.refresh_scans)
@@ -251,7 +256,7 @@ class SegmentWidget(QWidget):
 
     def show(self, volume: Any, labels: Any, **options: Any) -> ShownResult:
         """Show labels (and options of ``show_result``) and fill the class table."""
-        self.result = show_result(self.viewer, volume, labels, **options)
+        self.result = show_result(self.viewer, volume, labels, near_contours=self.near_check.isChecked(), **options)
         self.set_contours(self.contour_check.isChecked())
         self.set_uncertainty_visible(self.uncertainty_check.isChecked())
         self.set_uncertainty_opacity(self.opacity_slider.value())
@@ -291,6 +296,13 @@ class SegmentWidget(QWidget):
             self.result.uncertainty.visible = bool(on)
         if self.uncertainty_check.isChecked() != bool(on):
             self.uncertainty_check.setChecked(bool(on))
+
+    def set_uncertainty_near(self, on: bool) -> None:
+        """Uncertainty near the contours only (True) or everywhere (False)."""
+        if self.result is not None and self.result.uncertainty is not None:
+            show_uncertainty_near(self.result.uncertainty, bool(on))
+        if self.near_check.isChecked() != bool(on):
+            self.near_check.setChecked(bool(on))
 
     def toggle_uncertainty(self) -> None:
         """Show/hide the uncertainty layer."""

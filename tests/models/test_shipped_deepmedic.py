@@ -26,8 +26,8 @@ MODEL = ROOT / "models" / "brain-tissue-deepmedic"
 # stripped and moved 0.62 / 0.84 / 0.84 (the model before, ROBEX mask alone: sample 0.52 / 0.81 / 0.81, head 0.94,
 # 34 mL, 0.81 / 0.85, moved 0.41 / 0.75 / 0.77). Bars sit 0.02-0.04 below (bf16 rounding and CPU kernels).
 BARS_SAMPLE = {"CSF": 0.47, "GM": 0.75, "WM": 0.76}
-# brain Dice, mL outside at most, mL more than 5 mm outside at most, GM Dice, WM Dice
-WHOLE_HEAD = {"robex-t1": (0.935, 35.0, FAR_ROBEX_DM, 0.84, 0.855)}
+# brain Dice, mL outside at most, mL more than 5 mm outside at most (measured 0.21), GM Dice, WM Dice
+WHOLE_HEAD = {"robex-t1": (0.935, 35.0, 1.5, 0.84, 0.855)}
 # Moved references resampled label-wise since 2026-12-05 (nearest before): measured 0.651 / 0.863 / 0.849.
 STRIPPED_MOVED = {"robex-t1": (0.62, 0.84, 0.825)}  # CSF, GM, WM Dice
 

@@ -58,6 +58,28 @@ def test_segment_widget_shows_contours_uncertainty_table_and_jumps(make_napari_v
     assert result.uncertainty.opacity == pytest.approx(0.3)
 
 
+def test_segment_widget_shows_uncertainty_near_the_contours_and_everywhere_on_request(make_napari_viewer):
+    viewer = make_napari_viewer()
+    volume, mask = phantom(SAGITTAL)  # voxels 1.2 x 1.2 x 1.5 mm
+    add_layer(viewer, image_layers(volume, name="scan")[0])
+    widget = SegmentWidget(viewer, models_dir="/nonexistent")
+    corner = np.where(mask == 2, 2, 0).astype(np.uint8)  # only the corner block [:3, :2, :4] labelled
+    uncertainty = np.full(mask.shape, 0.6, np.float32)
+    result = widget.show(volume, corner, class_names=CLASSES, uncertainty=uncertainty)
+    assert widget.near_check.isChecked()  # the default: near the contours only
+    shown = result.uncertainty.data
+    assert shown.shape == result.labels.data.shape
+    assert 0 < np.count_nonzero(shown) < shown.size  # the far corner (> 10 mm from the block) is dark
+    far = result.labels.metadata["medseg_grid"].to_display(np.indices(mask.shape)[0] >= 12)
+    assert not shown[far].any() and np.all(shown[result.labels.data == 2] == np.float32(0.6))
+    widget.near_check.setChecked(False)
+    np.testing.assert_array_equal(result.uncertainty.data,
+                                  result.labels.metadata["medseg_grid"].to_display(uncertainty))
+    widget.set_uncertainty_near(True)
+    assert widget.near_check.isChecked() and np.count_nonzero(result.uncertainty.data) == np.count_nonzero(shown)
+    assert widget.table.item(1, 0).text() == "block" and float(widget.table.item(1, 2).text()) == pytest.approx(0.6)
+
+
 def _prediction_folder(tmp_path):
     """An input folder of two scans and a `medseg predict`-style output folder for them."""
     inputs, out = tmp_path / "input", tmp_path / "pred"
