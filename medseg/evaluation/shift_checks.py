@@ -955,7 +955,8 @@ def _jsonable(value: Any) -> Any:
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("CSF", "CSF"), ("GM", "GM"), ("WM", "WM"), ("mean", "mean"), ("brain_dice", "brain Dice"),
     ("outside_ml", "outside mL"), ("far_outside_ml", "far mL"), ("ece_away", "ECE away"), ("ece_all", "ECE all"),
-    ("auroc_all", "AUROC"), ("auroc_away", "AUROC away"), ("hd95_mean", "HD95 mm"), ("nsd_mean", "NSD"), ("agreement", "agreement"),
+    ("auroc_all", "AUROC"), ("auroc_away", "AUROC away"), ("hd95_mean", "HD95 mm"), ("nsd_mean", "NSD"),
+    ("agreement", "agreement"),
     ("seconds", "s"),
 )
 

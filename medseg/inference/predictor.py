@@ -38,9 +38,8 @@ import torch
 from torch import nn
 
 from medseg.config import ExperimentConfig
-from medseg.errors import Cancelled, ConfigError, InputError
+from medseg.errors import ConfigError, InputError
 from medseg.inference.engine import ENGINES, resolve_precision, select_engine
-from medseg.inference.finish import first_argmax, to_source_grid
 from medseg.inference.intensity_refinement import refine_by_intensity
 from medseg.inference.model_card import (
     check_background_odds,
@@ -50,22 +49,17 @@ from medseg.inference.model_card import (
 )
 from medseg.inference.model_folder import ModelFolder, load_model_folder
 from medseg.inference.outline_member import brain_region, mean_brain, trim_outline
+from medseg.inference.network_pass import SOURCE_SHARE, CancelCallback, check_cancel, network_probabilities
 from medseg.inference.prediction import CleanUp, Prediction, finish_prediction
-from medseg.inference.preprocess import box_on_network_grid, preprocess_volume
-from medseg.inference.qc_content import pass_disagreement
 from medseg.inference.stripped_scan import adapt_to_skull_stripped, raise_head_background_odds
 from medseg.inference.tta import mirrored_box, tta_flips
 from medseg.networks import NetworkGeometry, fusion, get_network_spec, network_geometry
-from medseg.types import Volume, spacing_from_affine
+from medseg.types import Volume
 from medseg.windows import DEFAULT_BUDGET_BYTES, WindowPlan, choose_plan, placement_invariant, run_plan
 from medseg.windows.run import PlanResult
 
 RUNTIMES = ("torch", "torchscript", "onnx")
 ProgressCallback = Callable[[float], None]
-CancelCallback = Callable[[], bool]
-# Share of the progress bar per stage: preprocessing, network passes, the rest.
-PREPROCESS_SHARE, NETWORK_SHARE = 0.05, 0.85
-SOURCE_SHARE = PREPROCESS_SHARE + NETWORK_SHARE + 0.05  # ... and the probabilities on the scan's grid
 # engine "auto" exports to onnxruntime (a few seconds, once per Predictor) only for scans needing more windows.
 AUTO_ENGINE_MIN_WINDOWS = 4
 
@@ -161,19 +155,13 @@ class Predictor:
         self.refine_classes = card.refine_classes if intensity_refinement else ()
         self.refine_iterations = card.refine_iterations
         self.refine_bias_field = card.refine_bias_field if bias_correction else "none"
-        try:
+        try:  # the card's settings, or this call's overrides of them, validated as the card's are
             self.refine_prior_weight = check_prior_weight(card.refine_prior_weight if prior_weight is None
                                                           else prior_weight)
-        except ValueError as error:
-            raise ConfigError(f"prior_weight: {error}") from None
-        try:
             self.stripped_background_odds = check_background_odds(
                 card.stripped_background_odds if stripped_background_odds is None else stripped_background_odds)
             self.head_background_odds = check_head_background_odds(
                 card.head_background_odds if head_background_odds is None else head_background_odds)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        try:
             opening_mm = opening_radius(card.foreground_opening_mm if foreground_opening_mm is None
                                         else foreground_opening_mm)
         except ValueError as error:
@@ -280,7 +268,7 @@ class Predictor:
             flips: spatial dims of the batched (B, C, I, J, K) tensor to mirror before and after the network.
         """
         plan = self.plan_for(tuple(image.shape[1:]))
-        logits = self._run(image, plan, flips, progress or (lambda: None), cancel, 1.0).logits()
+        logits = self.run_pass(image, plan, flips, progress or (lambda: None), cancel, 1.0).logits()
         if flips:
             logits = torch.flip(logits, tuple(d - 1 for d in flips))
         return logits
@@ -303,7 +291,7 @@ class Predictor:
         started = time.perf_counter()
         timings: dict[str, float] = {"preprocess": 0.0, "network": 0.0, "resample": 0.0}
         self._check_channels(volume)
-        _check_cancel(cancel)
+        check_cancel(cancel)
         # An ensemble: each member's calibrated probabilities on the scan's grid, weighted (the card's weights).
         predictors = (self, *self.members)
         weights = self.network_weights
@@ -311,8 +299,9 @@ class Predictor:
         source_probabilities: np.ndarray | None = None
         disagreements = []
         for index, (predictor, weight) in enumerate(zip(predictors, weights)):
-            member_probabilities, disagreement = predictor._source_probabilities(
-                volume, timings, cancel, lambda done, index=index: report((index * SOURCE_SHARE + done) / parts))
+            member_probabilities, disagreement = network_probabilities(
+                predictor, volume, timings, cancel,
+                lambda done, index=index: report((index * SOURCE_SHARE + done) / parts))
             disagreements.append(disagreement)
             if len(predictors) > 1:
                 member_probabilities *= np.float32(weight)  # in place: a 1 mm head's (C, I, J, K) is 145 MB
@@ -338,8 +327,8 @@ class Predictor:
             clean_up = functools.partial(self.clean_up.apply, spacing=volume.spacing)
             brain = mean_brain(source_probabilities, clean_up)
             timings["outline"] = time.perf_counter() - mark
-            member_probabilities, _ = member._source_probabilities(
-                volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts),
+            member_probabilities, _ = network_probabilities(
+                member, volume, timings, cancel, lambda done: report(((parts - 1) * SOURCE_SHARE + done) / parts),
                 region=brain_region(brain, volume.spacing), background_only=True)
             mark = time.perf_counter()
             outline = trim_outline(source_probabilities, member_probabilities[0], weight, name, clean_up, brain=brain)
@@ -364,80 +353,6 @@ class Predictor:
         report(1.0)
         return prediction
 
-    def _source_probabilities(
-        self, volume: Volume, timings: dict[str, float], cancel: CancelCallback | None,
-        report: Callable[[float], None], region: tuple[slice, ...] | None = None, background_only: bool = False,
-    ) -> tuple[np.ndarray, float]:
-        """This network's calibrated probabilities (C, I, J, K) on ``volume``'s grid, and its TTA disagreement.
-
-        Adds its stages' seconds to ``timings`` (``"preprocess"``, ``"network"``, ``"resample"``); ``report``
-        gets the progress of this part of the work, from 0 to ``SOURCE_SHARE``. The disagreement is NaN without TTA.
-        ``region``: a box of ``volume``'s voxels, all the caller needs (an outline member: ``brain_region``);
-        a ``"segments"`` plan then runs only there and gives class 0 with certainty elsewhere (``run_plan``).
-        ``background_only``: only class 0 and the sum of the others are resampled to ``volume``'s grid (then
-        (2, I, J, K)): all an outline member's trim reads, at half the cost of four classes.
-        """
-        mark = time.perf_counter()
-        with torch.inference_mode():
-            image = preprocess_volume(volume, self.config)
-        grid_region = None if region is None else box_on_network_grid(
-            region, np.asarray(volume.affine), np.asarray(image.affine), tuple(image.shape[1:]))
-        timings["preprocess"] += time.perf_counter() - mark
-        report(PREPROCESS_SHARE)
-
-        flips = self.tta_flips
-        plan = self.plan_for(tuple(image.shape[1:]))
-        calls_per_pass = math.ceil(plan.forwards / self.sw_batch_size) if plan.kind in ("windows", "monai") \
-            else plan.forwards
-        total = max(calls_per_pass * len(flips), 1)
-        done = [0]
-
-        def tick() -> None:
-            done[0] += 1
-            report(PREPROCESS_SHARE + NETWORK_SHARE * min(done[0] / total, 1.0))
-
-        mark = time.perf_counter()
-        probabilities = None
-        pass_labels: list[torch.Tensor] = []  # argmax of each TTA pass, for the disagreement QC flag
-        grid_affine = image.affine
-        for index, flip in enumerate(flips):
-            result = self._run(image, plan, flip, tick, cancel, self.temperature, grid_region)
-            if index == len(flips) - 1:
-                del image  # the preprocessed scan goes before the full-size probabilities are made
-            soft = result.probabilities()
-            if flip:
-                soft = torch.flip(soft, tuple(d - 1 for d in flip))  # (B, C, ...) dims -> (C, ...) dims
-            del result
-            with torch.inference_mode():
-                if len(flips) > 1:
-                    pass_labels.append(first_argmax(soft))
-                if probabilities is None:
-                    probabilities = soft
-                else:
-                    probabilities += soft
-            del soft
-        disagreement = math.nan
-        if len(flips) > 1:
-            with torch.inference_mode():
-                probabilities /= len(flips)
-                final_labels = first_argmax(probabilities)
-                grid_spacing = spacing_from_affine(np.asarray(grid_affine))
-                structure = self.clean_up.apply(final_labels.numpy(), grid_spacing) > 0
-                disagreement = pass_disagreement(pass_labels, final_labels, structure)
-            del pass_labels
-        probabilities = probabilities.cpu()
-        timings["network"] += time.perf_counter() - mark
-        _check_cancel(cancel)
-
-        mark = time.perf_counter()
-        with torch.inference_mode():
-            if background_only:  # background and all tissue: still a distribution, renormalised as one
-                probabilities = torch.stack((probabilities[0], 1.0 - probabilities[0]))
-            source_probabilities = to_source_grid(probabilities, grid_affine, volume)
-        timings["resample"] += time.perf_counter() - mark
-        report(SOURCE_SHARE)
-        return source_probabilities, disagreement
-
     def window_runner(self, windows: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """The callable running windows: the engine's, made once (``"auto"``: only for >= 4 windows)."""
         if self._windows is not None:
@@ -451,7 +366,7 @@ class Predictor:
             )
         return self._windows
 
-    def _run(
+    def run_pass(
         self, image: torch.Tensor, plan: WindowPlan, flip: tuple[int, ...], tick: Callable[[], None],
         cancel: CancelCallback | None, temperature: float, region: tuple[slice, ...] | None = None,
     ) -> PlanResult:
@@ -472,7 +387,7 @@ class Predictor:
             return out.cpu()
 
         return run_plan(values.cpu(), network, plan, self.config.network, self.geometry, temperature=temperature,
-                        batch_size=self.sw_batch_size, before_batch=lambda: _check_cancel(cancel), region=region)
+                        batch_size=self.sw_batch_size, before_batch=lambda: check_cancel(cancel), region=region)
 
     def _check_channels(self, volume: Volume) -> None:
         expected = len(self.modalities)
@@ -482,8 +397,3 @@ class Predictor:
                 f"{volume.array.shape[0]} channel(s) but the model takes {expected} ({', '.join(self.modalities)})",
                 "give one scan per modality, in the model's order",
             )
-
-
-def _check_cancel(cancel: CancelCallback | None) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled("inference cancelled")

@@ -21,6 +21,7 @@ from real_scan_helpers import load_real_checks
 
 from medseg.evaluation.shift_checks import brain_dice, class_dice, move, outside_mask_ml
 from medseg.inference import Predictor
+from medseg.inference.network_pass import network_probabilities
 from medseg.types import Volume
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "brain-tissue-unet"
@@ -153,7 +154,7 @@ def test_a_region_gives_the_whole_scan_answer_inside_it_with_mirror_passes_too(r
     assert len(deepmedic.tta_flips) == 2
     region = (slice(30, 80), slice(40, 95), slice(70, 120))
     timings = {"preprocess": 0.0, "network": 0.0, "resample": 0.0}
-    whole, _ = deepmedic._source_probabilities(volume, timings, None, lambda done: None)
-    inside, _ = deepmedic._source_probabilities(volume, timings, None, lambda done: None, region=region)
+    whole, _ = network_probabilities(deepmedic, volume, timings, None, lambda done: None)
+    inside, _ = network_probabilities(deepmedic, volume, timings, None, lambda done: None, region=region)
     np.testing.assert_allclose(inside[(slice(None), *region)], whole[(slice(None), *region)], atol=1e-5)
     assert float(inside[0, :5, :5, :5].min()) == 1.0 and float(whole[0, :5, :5, :5].min()) < 1.0
