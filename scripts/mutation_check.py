@@ -218,6 +218,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "medseg/inference/stripped_scan.py",
            "    if check.skull_stripped or odds == 1.0:\n",
            "    if odds == 1.0:\n", ("tests/inference/test_stripped_scan.py",)),
+    Mutant("far-outside-in-voxels", "far mL measures the distance from the brain mask in voxels, not mm",
+           "medseg/evaluation/shift_checks.py",
+           "    distance = ndimage.distance_transform_edt(outside, sampling=[float(v) for v in spacing])\n",
+           "    distance = ndimage.distance_transform_edt(outside)\n", ("tests/evaluation/test_shift_checks.py",)),
+    Mutant("uncertainty-shown-everywhere", "the viewer shows the full uncertainty map, face and neck included",
+           "apps/medseg_napari/_results.py",
+           "        shown_uncertainty = add_layer(viewer, uncertainty_layer(near if near_contours else uncertainty, volume,\n",
+           "        shown_uncertainty = add_layer(viewer, uncertainty_layer(uncertainty, volume,\n",
+           ("tests/napari/test_widgets.py",)),
 )
 
 
