@@ -1010,7 +1010,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         "How to read it (definitions in `medseg/evaluation/shift_checks.py`):",
         "- CSF/GM/WM/mean: Dice against the reference (real scans: 3-class intensity clustering inside the brain "
         "mask; synthetic: the generator's labels). Synthetic rows and the sample row are means over volumes.",
-        "- brain Dice: predicted tissue (any class) vs the brain mask; outside mL: tissue predicted outside it.",
+        "- brain Dice: predicted tissue (any class) vs the brain mask; outside mL: tissue predicted outside it; far "
+        f"mL: the part of it more than {FAR_OUTSIDE_MM:g} mm from the mask (skull, muscle, scalp).",
         f"- ECE (top-label, {settings['ece_bins']} bins) of the calibrated probabilities: 'away' = in-brain voxels "
         f">= {settings['boundary_margin_voxels']:g} voxels from the reference's class boundary surface (the nearest "
         f"voxel of another class >= {settings['boundary_margin_voxels'] + 0.5:g} voxels away, centre to centre; "
