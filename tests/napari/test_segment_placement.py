@@ -18,6 +18,7 @@ from placement_helpers import (
 
 from medseg.inference.predictor import Predictor
 from medseg.review.display import display_grid
+from medseg.review.uncertainty_view import near_labels
 
 
 def _napari_world_to_ras(point: np.ndarray) -> np.ndarray:
@@ -47,7 +48,11 @@ def test_segment_dock_layer_is_the_prediction_on_display_and_in_place(
     grid = display_grid(volume.affine, volume.spatial_shape)
     assert layer.data.shape == viewer.layers["scan"].data.shape == grid.display_shape
     assert np.array_equal(layer.data, grid.to_display(expected.labels.array))
-    np.testing.assert_allclose(widget.result.uncertainty.data, grid.to_display(expected.uncertainty), atol=1e-6)
+    # Shown near the contours (the dock's default), in place; the full map kept for the "near contours only" box.
+    near = near_labels(expected.uncertainty, expected.labels.array, volume.spacing)
+    np.testing.assert_allclose(widget.result.uncertainty.data, grid.to_display(near), atol=1e-6)
+    np.testing.assert_allclose(widget.result.uncertainty.metadata["medseg_uncertainty"]["full"],
+                               grid.to_display(expected.uncertainty), atol=1e-6)
 
     for value in (1, 2):
         voxels = np.argwhere(np.asarray(layer.data) == value).mean(axis=0)
