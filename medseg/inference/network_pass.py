@@ -39,7 +39,7 @@ def network_probabilities(
     predictor: Predictor, volume: Volume, timings: dict[str, float], cancel: CancelCallback | None,
     report: Callable[[float], None], region: tuple[slice, ...] | None = None, background_only: bool = False,
 ) -> tuple[np.ndarray, float]:
-    """This network's calibrated probabilities (C, I, J, K) on ``volume``'s grid, and its TTA disagreement.
+    """``predictor``'s network's calibrated probabilities (C, I, J, K) on ``volume``'s grid, and its TTA disagreement.
 
     Adds its stages' seconds to ``timings`` (``"preprocess"``, ``"network"``, ``"resample"``); ``report``
     gets the progress of this part of the work, from 0 to ``SOURCE_SHARE``. The disagreement is NaN without TTA.

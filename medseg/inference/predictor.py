@@ -14,9 +14,9 @@ Steps of ``Predictor.predict(volume)``:
 3. temperature scaling from ``calibration.json``: softmax(logits / T);
 4. probabilities resampled from the network's grid to the SOURCE grid (MONAI ``SpatialResample``
    to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
-   argmax. The output affine is the input volume's affine, by construction. An ensemble folder
-   (``medseg.inference.ensemble``) runs steps 1-4 for each member on its own grid and with its own
-   temperature, and takes the card's weighted mean on the source grid; the steps below run once (after the
+   argmax (steps 1-4 for one network: ``medseg.inference.network_pass``). The output affine is the input
+   volume's affine, by construction. An ensemble folder (``medseg.inference.ensemble``) runs steps 1-4
+   for each member on its own grid and with its own temperature, and takes the card's weighted mean on the source grid; the steps below run once (after the
    skull-stripped check, an outline member may trim the mean's brain outline: ``medseg.inference.outline_member``;
    on a scan with the skull on the card's ``head_background_odds`` then raises the background's odds:
    ``medseg.inference.stripped_scan``);
