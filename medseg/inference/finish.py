@@ -194,7 +194,10 @@ def _separable_resample(
     Returns:
         (C, I, J, K) float32.
     """
-    grid = values.permute(0, *(1 + p for p, _, _ in axes))  # grid axes in source-axis order (a view)
+    # Grid axes in source-axis order, copied contiguous once (the network grid is small: a 2 mm head's 4 classes are
+    # ~25 MB): the plane gathers and matrix products below then read contiguous memory, 2.3x faster on a permuted
+    # grid (12.2 M-voxel 1 mm head, 2026-12-06) with bit-identical results.
+    grid = values.permute(0, *(1 + p for p, _, _ in axes)).contiguous()
     sizes = grid.shape[1:]
     last = _interpolation_matrix(_lerp_weights(axes[2][1], axes[2][2], shape[2], sizes[2]), sizes[2])  # (K', K)
     middle = _interpolation_matrix(_lerp_weights(axes[1][1], axes[1][2], shape[1], sizes[1]), sizes[1]).T  # (J, J')
