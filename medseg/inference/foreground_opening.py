@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.fft
 import torch
 
 from medseg.inference.postprocess import largest_component
@@ -41,9 +42,12 @@ def _convolve(mask: np.ndarray, ball: torch.Tensor) -> np.ndarray:
 
     By FFT (zero-padded to a linear convolution): its cost does not grow with the ball, where a direct
     single-channel conv3d with an 11^3 ball took 2.5 s on a 1.5 mm head; counts are exact to ~1e-3.
+    Each axis is padded on to the next length with small prime factors (``scipy.fft.next_fast_len``):
+    more zeros change nothing, and a coarse 1 mm head's 138 = 2 x 3 x 23 planes cost 3x what 144 do
+    (``opened_region`` of a 256 x 256 x 186 head 0.27 -> 0.09 s, identical regions; 2026-12-06).
     """
     kernel = ball[0, 0]
-    full = [n + k - 1 for n, k in zip(mask.shape, kernel.shape)]
+    full = [scipy.fft.next_fast_len(n + k - 1, real=True) for n, k in zip(mask.shape, kernel.shape)]
     values = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
     with torch.inference_mode():
         product = torch.fft.rfftn(values, s=full) * torch.fft.rfftn(kernel, s=full)
