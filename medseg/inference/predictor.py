@@ -15,13 +15,12 @@ Steps of ``Predictor.predict(volume)``:
 4. probabilities resampled from the network's grid to the SOURCE grid (MONAI ``SpatialResample``
    to the source affine and shape, bilinear, border padding), renormalised to sum to 1, then the
    argmax (steps 1-4 for one network: ``medseg.inference.network_pass``). The output affine is the input
-   volume's affine, by construction. An ensemble folder (``medseg.inference.ensemble``) runs steps 1-4
-   for each member on its own grid and with its own temperature, and takes the card's weighted mean on the source grid; the steps below run once (after the
-   skull-stripped check, an outline member may trim the mean's brain outline: ``medseg.inference.outline_member``;
-   on a scan with the skull on the card's ``head_background_odds`` then raises the background's odds:
-   ``medseg.inference.stripped_scan``);
-5. optional clean-up (largest connected component per class, small components by mL; steps 5-6:
-   ``medseg.inference.prediction``);
+   volume's affine, by construction. An ensemble folder (``medseg.inference.ensemble``) runs steps 1-4 for each
+   member on its own grid and with its own temperature, and takes the card's weighted mean on the source grid; the
+   steps below run once (after the skull-stripped check, an outline member may trim the mean's brain outline:
+   ``medseg.inference.outline_member``; on a scan with the skull on the card's ``head_background_odds`` then
+   raises the background's odds: ``medseg.inference.stripped_scan``);
+5. optional clean-up (largest connected component per class, small components by mL; steps 5-6: ``.prediction``);
 6. predictive entropy / log C as the uncertainty map, class volumes, QC flags.
 """
 
@@ -250,7 +249,7 @@ class Predictor:
         return self.model.card.modalities
 
     @property
-    def temperature(self) -> float:
+    def temperature(self) -> float:  # the model folder's calibration
         return self.model.temperature
 
     def plan_for(self, shape: tuple[int, ...]) -> WindowPlan:
@@ -337,6 +336,8 @@ class Predictor:
         if stripped is not None and self.head_background_odds > 1.0:
             stripped = raise_head_background_odds(source_probabilities, stripped, self.head_background_odds)
 
+        # One C-ordered copy for the ravels below (a NIfTI's array is Fortran-ordered): not a copy per ravel.
+        volume = volume.with_array(np.ascontiguousarray(volume.array))
         refinement = None
         if self.refine_classes:
             mark = time.perf_counter()
